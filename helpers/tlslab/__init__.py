@@ -1,0 +1,33 @@
+"""TLS Lab: the helper package behind the course's notebooks.
+
+Everything a notebook needs is importable from here::
+
+    from tlslab import CertificateAuthority, TLSServer, connect
+"""
+
+from .client import HandshakeReport, PeerCertificate, client_context, connect
+from .explain import Diagnosis, diagnose, diagnose_text
+from .pki import CertificateAuthority, Credential, PKIError, make_csr, self_signed_cert
+from .servers import ConnectionRecord, TCPServer, TLSServer, running_servers, stop_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CertificateAuthority",
+    "ConnectionRecord",
+    "Credential",
+    "Diagnosis",
+    "HandshakeReport",
+    "PKIError",
+    "PeerCertificate",
+    "TCPServer",
+    "TLSServer",
+    "client_context",
+    "connect",
+    "diagnose",
+    "diagnose_text",
+    "make_csr",
+    "running_servers",
+    "self_signed_cert",
+    "stop_all",
+]

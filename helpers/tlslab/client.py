@@ -1,0 +1,303 @@
+"""Connect to a TLS server and report what the handshake decided — or why it failed.
+
+    >>> report = connect(server, trust=ca)            # doctest: +SKIP
+    >>> report.ok, report.version
+    (True, 'TLSv1.3')
+
+:func:`connect` never raises for a TLS failure: it returns a failed :class:`HandshakeReport`
+carrying a :class:`~tlslab.explain.Diagnosis`. It raises only for programming errors (a wrong
+argument type, an unknown version).
+
+One subtlety it handles for you. In TLS 1.3 the client finishes its half of the handshake
+*before* the server has checked the client's certificate; a server that rejects the certificate
+says so in an alert that arrives a moment later. So after the handshake the client waits until
+the server either accepts (its session tickets arrive) or refuses (its alert arrives). Without
+that wait, the same rejection sometimes shows up as a failed read, sometimes as a failed write,
+sometimes not at all.
+"""
+
+from __future__ import annotations
+
+import html
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+from cryptography import x509
+
+from .explain import Diagnosis, diagnose
+from .pki import CertificateAuthority, Credential, describe_key
+from .servers import ConnectionRecord, VersionLike, _Server, parse_version
+
+__all__ = ["HandshakeReport", "PeerCertificate", "client_context", "connect"]
+
+Trust = Union[CertificateAuthority, Credential, bytes, str, Path, None]
+
+
+@dataclass(frozen=True)
+class PeerCertificate:
+    """The certificate the server presented, summarized."""
+
+    subject: str
+    issuer: str
+    names: tuple[str, ...]
+    not_after: str
+    key: str
+
+    @classmethod
+    def from_der(cls, der: bytes) -> "PeerCertificate":
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = tuple(str(n.value) for n in san)
+        except x509.ExtensionNotFound:
+            names = ()
+        return cls(
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            names=names,
+            not_after=f"{cert.not_valid_after_utc:%Y-%m-%d}",
+            key=describe_key(cert.public_key()),
+        )
+
+
+@dataclass
+class HandshakeReport:
+    """What one connection attempt found out."""
+
+    ok: bool
+    address: tuple[str, int]
+    server_hostname: str | None
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    peer: PeerCertificate | None = None
+    session_reused: bool = False
+    handshake_seconds: float | None = None
+    reply: bytes | None = None
+    diagnosis: Diagnosis | None = None
+    server_view: ConnectionRecord | None = None  # what the server recorded, when it is ours
+    session: ssl.SSLSession | None = field(default=None, repr=False)
+    context: ssl.SSLContext | None = field(default=None, repr=False)  # resumption needs the same one
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        if self.ok:
+            extra = f", ALPN {self.alpn}" if self.alpn else ""
+            extra += ", resumed" if self.session_reused else ""
+            return f"<HandshakeReport ok: {self.version} {self.cipher}{extra}>"
+        assert self.diagnosis is not None
+        return f"<HandshakeReport failed: {self.diagnosis.key}: the {self.diagnosis.who} refused: {self.diagnosis.what}>"
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The report as (label, value) pairs, in reading order."""
+        rows = [("result", "handshake completed" if self.ok else "handshake failed")]
+        if self.server_hostname:
+            rows.append(("asked for (SNI)", self.server_hostname))
+        if self.ok:
+            rows += [("version", str(self.version)), ("cipher suite", str(self.cipher))]
+            if self.alpn:
+                rows.append(("application protocol (ALPN)", self.alpn))
+            if self.peer:
+                rows += [
+                    ("server certificate", self.peer.subject),
+                    ("issued by", self.peer.issuer),
+                    ("names (SAN)", ", ".join(self.peer.names) or "(none)"),
+                    ("valid until", self.peer.not_after),
+                    ("server key", self.peer.key),
+                ]
+            rows.append(("session resumed", "yes" if self.session_reused else "no"))
+            if self.reply is not None:
+                rows.append(("reply", _preview(self.reply)))
+        elif self.diagnosis:
+            d = self.diagnosis
+            rows += [("who refused", f"the {d.who}"), ("what", d.what), ("why", d.why), ("how to fix", d.fix), ("OpenSSL says", d.code)]
+            seen = self.server_view.failure if self.server_view else None
+            if seen is not None:  # our own server also tells its side of the story
+                rows.append(("the server's log", f"{seen.what} [{seen.code}]"))
+        return rows
+
+    def __str__(self) -> str:
+        width = max(len(label) for label, _ in self.rows())
+        return "\n".join(f"{label:<{width}}  {value}" for label, value in self.rows())
+
+    def _repr_html_(self) -> str:
+        colour = "#27ae60" if self.ok else "#c0392b"
+        title = "✓ Handshake completed" if self.ok else "✗ Handshake failed"
+        body = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for k, v in self.rows()[1:]
+        )
+        return (
+            f"<div class='tlslab-report' style='border-left:4px solid {colour};padding-left:.6em'>"
+            f"<b>{title}</b><table>{body}</table></div>"
+        )
+
+
+def _preview(data: bytes, limit: int = 120) -> str:
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + f"… ({len(data)} bytes)"
+
+
+def client_context(
+    trust: Trust = None,
+    *,
+    cert: Credential | None = None,
+    min_version: VersionLike | None = None,
+    max_version: VersionLike | None = None,
+    ciphers: str | None = None,
+    alpn: Sequence[str] | None = None,
+) -> ssl.SSLContext:
+    """A client ``SSLContext`` that verifies the server, as every client should.
+
+    ``trust``: a :class:`CertificateAuthority`, a :class:`Credential` (trust that certificate
+    itself), PEM bytes, or a path to a PEM file; ``None`` means the system's trust store, which
+    knows nothing of the course's CAs. ``cert``: a client certificate to present (mutual TLS).
+    """
+    ctx = ssl.create_default_context() if trust is None else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if isinstance(trust, CertificateAuthority):
+        trust.configure_trust(ctx)
+    elif isinstance(trust, Credential):
+        ctx.load_verify_locations(cadata=trust.cert_pem.decode())
+    elif isinstance(trust, bytes):
+        ctx.load_verify_locations(cadata=trust.decode())
+    elif isinstance(trust, (str, Path)):
+        ctx.load_verify_locations(cafile=str(trust))
+    elif trust is not None:
+        raise TypeError(f"trust must be a CertificateAuthority, a Credential, PEM bytes or a path, not {type(trust).__name__}")
+    if min_version is not None:
+        ctx.minimum_version = parse_version(min_version)
+    if max_version is not None:
+        ctx.maximum_version = parse_version(max_version)
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if cert is not None:
+        cert.configure_cert(ctx)
+    return ctx
+
+
+def _await_verdict(tls: ssl.SSLSocket, deadline: float) -> bytes:
+    """TLS 1.3: wait until the server accepts (tickets arrive) or refuses (an alert arrives).
+
+    Raises the alert as an ``ssl.SSLError``; returns on acceptance, on data (returned, so the
+    caller keeps it), on the server closing, or at the deadline.
+    """
+    tls.setblocking(False)
+    try:
+        while True:
+            try:
+                return tls.recv(65536)  # data, or b"" when the server closed
+            except ssl.SSLWantReadError:
+                pass  # no data, but whatever records arrived (tickets, an alert) were processed
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""  # the server closed: the reply will be empty
+            session = tls.session
+            if session is not None and session.has_ticket:
+                return b""
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b""
+            select.select([tls], [], [], min(left, 0.05))
+    finally:
+        tls.setblocking(True)
+
+
+def connect(
+    target: _Server | tuple[str, int],
+    *,
+    trust: Trust = None,
+    cert: Credential | None = None,
+    server_hostname: str | None = "localhost",
+    min_version: VersionLike | None = None,
+    max_version: VersionLike | None = None,
+    ciphers: str | None = None,
+    alpn: Sequence[str] | None = None,
+    send: bytes | str | None = None,
+    session: "HandshakeReport | ssl.SSLSession | None" = None,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 5.0,
+) -> HandshakeReport:
+    """Connect, handshake, optionally send ``send`` and read the reply; report what happened.
+
+    ``target`` is a running server of ours or a ``(host, port)`` pair. ``server_hostname`` is
+    the name the client asks for (SNI) and checks the certificate against. Pass ``session=`` an
+    earlier report to try resuming its session (with that connection's client settings);
+    ``context`` to bring a ready-made ``SSLContext`` instead of the keyword settings.
+    """
+    if isinstance(session, HandshakeReport):
+        if session.session is None:
+            raise ValueError("that earlier connection has no session to resume (did it fail?)")
+        context = context or session.context
+        session = session.session
+    server = target if isinstance(target, _Server) else None
+    address = target.address if server else tuple(target)  # type: ignore[union-attr]
+    if context is None:
+        context = client_context(
+            trust, cert=cert, min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn
+        )
+    if isinstance(send, str):
+        send = send.encode()
+    report = HandshakeReport(
+        ok=False, address=(address[0], address[1]), server_hostname=server_hostname, context=context
+    )
+    local_port = None
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection(address, timeout=timeout)
+    except OSError as exc:
+        report.diagnosis = diagnose(exc, side="client")
+        return report
+    local_port = sock.getsockname()[1]
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with sock:
+        try:
+            with context.wrap_socket(
+                sock, server_hostname=server_hostname, session=session, do_handshake_on_connect=False
+            ) as tls:
+                started = time.perf_counter()
+                tls.do_handshake()
+                report.handshake_seconds = time.perf_counter() - started
+                early = b""
+                if tls.version() == "TLSv1.3":
+                    early = _await_verdict(tls, min(deadline, time.monotonic() + 2.0))
+                report.ok = True
+                report.version = tls.version()
+                report.cipher = (tls.cipher() or (None,))[0]
+                report.alpn = tls.selected_alpn_protocol()
+                report.session_reused = tls.session_reused
+                der = tls.getpeercert(binary_form=True)
+                report.peer = PeerCertificate.from_der(der) if der else None
+                if send is not None:
+                    tls.sendall(send)
+                    report.reply = early + _read_to_end(tls)
+                report.session = tls.session
+        except (ssl.SSLError, OSError) as exc:
+            report.ok = False
+            report.diagnosis = diagnose(exc, side="client")
+    if server is not None and local_port is not None:
+        report.server_view = server.record_for(local_port, timeout=2.0)
+    return report
+
+
+def _read_to_end(tls: ssl.SSLSocket, limit: int = 1 << 20) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        try:
+            chunk = tls.recv(65536)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
