@@ -149,42 +149,42 @@ ALERTS: dict[str, tuple[int, _Row]] = {
                                    "or (in TLS 1.2) the {peer} required a client certificate and got none.",
                                    "allow at least one modern cipher suite (ECDHE with AES-GCM) on both sides; "
                                    "if the {peer} uses mutual TLS, present a client certificate.")),
-    "bad_certificate": (42, _Row("bad_certificate", "the {peer} rejected your certificate",
-                                 "Your certificate was malformed or failed a check (signature, usage).",
+    "bad_certificate": (42, _Row("bad_certificate", "the {peer} rejected the {me}'s certificate",
+                                 "The {me}'s certificate was malformed or failed a check (signature, usage).",
                                  "present a certificate issued for this purpose by a CA the {peer} trusts.")),
-    "unsupported_certificate": (43, _Row("unsupported_certificate", "the {peer} rejected your certificate's type or usage",
+    "unsupported_certificate": (43, _Row("unsupported_certificate", "the {peer} rejected the {me}'s certificate's type or usage",
                                          "The certificate's key usage or extended key usage does not allow this use.",
                                          "issue a certificate with the right extended key usage (clientAuth for a client).")),
-    "certificate_revoked": (44, _Row("revoked", "the {peer} rejected your certificate: it has been revoked",
-                                     "Your certificate's serial number is on the CA's revocation list.",
+    "certificate_revoked": (44, _Row("revoked", "the {peer} rejected the {me}'s certificate: it has been revoked",
+                                     "The {me}'s certificate's serial number is on the CA's revocation list.",
                                      "get a new certificate; find out why the old one was revoked.")),
-    "certificate_expired": (45, _Row("expired", "the {peer} rejected your certificate: it has expired",
-                                     "Your certificate's 'valid until' date is in the past.",
-                                     "renew your certificate (and automate renewal).")),
-    "certificate_unknown": (46, _Row("certificate_unknown", "the {peer} rejected your certificate",
-                                     "Something about your certificate was unacceptable (not further specified).",
+    "certificate_expired": (45, _Row("expired", "the {peer} rejected the {me}'s certificate: it has expired",
+                                     "The {me}'s certificate's 'valid until' date is in the past.",
+                                     "renew the {me}'s certificate (and automate renewal).")),
+    "certificate_unknown": (46, _Row("certificate_unknown", "the {peer} rejected the {me}'s certificate",
+                                     "Something about the {me}'s certificate was unacceptable (not further specified).",
                                      "check its validity, usage and issuer.")),
     "illegal_parameter": (47, _Row("illegal_parameter", "the {peer} received an invalid field",
                                    "A handshake field was out of range or inconsistent.", "check both TLS implementations.")),
-    "unknown_ca": (48, _Row("unknown_ca", "the {peer} does not trust the CA that issued your certificate",
-                            "It could not build a chain from your certificate to a root it trusts.",
-                            "use a certificate from the CA the {peer} trusts (or send your intermediates too).")),
+    "unknown_ca": (48, _Row("unknown_ca", "the {peer} does not trust the CA that issued the {me}'s certificate",
+                            "It could not build a chain from the {me}'s certificate to a root it trusts.",
+                            "use a certificate from the CA the {peer} trusts (or have the {me} send its intermediates too).")),
     "access_denied": (49, _Row("access_denied", "the {peer} denied access",
-                               "Your certificate is valid, but the {peer}'s policy does not allow you.",
-                               "ask for access, or use the identity that has it.")),
+                               "The {me}'s certificate is valid, but the {peer}'s policy does not allow it.",
+                               "grant that identity access in the {peer}'s policy, or use an identity that has it.")),
     "decode_error": (50, _Row("decode_error", "the {peer} could not parse a message",
                               "A message was malformed.", "check what is sending bytes on this connection.")),
     "decrypt_error": (51, _Row("decrypt_error", "a handshake signature or Finished check failed",
                                "A signature (CertificateVerify) or the Finished message did not verify.",
                                "make sure the certificate and private key belong together.")),
-    "protocol_version": (70, _Row("protocol_version", "the {peer} does not speak a TLS version you offered",
+    "protocol_version": (70, _Row("protocol_version", "the {peer} does not speak a TLS version the {me} offered",
                                   "The versions the two sides allow do not overlap: typically one side still speaks only TLS 1.0 or 1.1.",
                                   "upgrade the old side to TLS 1.2 or 1.3; never lower the modern side's minimum.")),
     "insufficient_security": (71, _Row("insufficient_security", "the {peer} wants stronger parameters",
-                                       "Every cipher you offered is weaker than the {peer} accepts.",
+                                       "Every cipher the {me} offered is weaker than the {peer} accepts.",
                                        "offer modern cipher suites.")),
     "internal_error": (80, _Row("internal_error", "the {peer} hit an internal error",
-                                "Something unrelated to you failed inside the {peer}.", "look at the {peer}'s logs.")),
+                                "Something unrelated to the {me} failed inside the {peer}.", "look at the {peer}'s logs.")),
     "user_canceled": (90, _Row("user_canceled", "the {peer} cancelled the handshake", "", "")),
     "missing_extension": (109, _Row("missing_extension", "a required TLS extension was missing",
                                     "The {peer} needed an extension the other side did not send.",
@@ -193,11 +193,11 @@ ALERTS: dict[str, tuple[int, _Row]] = {
     "unrecognized_name": (112, _Row("unrecognized_name", "the {peer} does not serve that host name",
                                     "No certificate on the {peer} matches the requested name (SNI).",
                                     "ask for a host name the {peer} serves.")),
-    "certificate_required": (116, _Row("certificate_required", "the {peer} requires a client certificate and you sent none",
-                                       "This is mutual TLS: the {peer} asked for your certificate (CertificateRequest) and got an empty one.",
+    "certificate_required": (116, _Row("certificate_required", "the {peer} requires a client certificate and the {me} sent none",
+                                       "This is mutual TLS: the {peer} asked for the {me}'s certificate (CertificateRequest) and got an empty one.",
                                        "present a client certificate issued by a CA the {peer} trusts.")),
     "no_application_protocol": (120, _Row("no_application_protocol", "no common application protocol (ALPN)",
-                                          "The {peer} supports none of the protocols you offered via ALPN.",
+                                          "The {peer} supports none of the protocols the {me} offered via ALPN.",
                                           "offer a protocol the {peer} supports (e.g. http/1.1).")),
 }
 
@@ -220,7 +220,7 @@ REASONS: dict[str, _Row] = {
     "NO_SUITABLE_SIGNATURE_ALGORITHM": _Row("handshake_failure", "no signature algorithm in common",
                                             "The {peer}'s key cannot sign with any algorithm the {me} accepts.",
                                             "use an ECDSA P-256 or RSA key."),
-    "PEER_DID_NOT_RETURN_A_CERTIFICATE": _Row("certificate_required", "the {peer} sent no client certificate",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": _Row("certificate_required", "the {peer} sent no certificate",
                                               "Mutual TLS is required here, and the {peer} presented no certificate.",
                                               "the {peer} must present a client certificate from a trusted CA."),
     "WRONG_VERSION_NUMBER": _Row("not_tls", "the {peer} did not answer with TLS",
@@ -318,6 +318,28 @@ def diagnose(error: BaseException, side: Side = "client") -> Diagnosis:
     raise TypeError(f"diagnose() explains connection errors, not {type(error).__name__}: {error}") from error
 
 
+# OpenSSL's verify messages, as curl and servers' logs print them without the number.
+_VERIFY_WORDS = (
+    ("self-signed certificate in certificate chain", 19),
+    ("self signed certificate in certificate chain", 19),
+    ("self-signed certificate", 18),
+    ("self signed certificate", 18),
+    ("certificate has expired", 10),
+    ("certificate is not yet valid", 9),
+    ("unable to get local issuer certificate", 20),
+    ("unable to verify the first certificate", 21),
+    ("hostname mismatch", 62),
+    ("unsupported certificate purpose", 26),
+    ("certificate revoked", 23),
+    ("ee key too small", 66),
+)
+
+
+def _verify_code_from_words(message: str) -> int | None:
+    lowered = message.lower()
+    return next((code for words, code in _VERIFY_WORDS if words in lowered), None)
+
+
 def _reason_from_text(text: str) -> str | None:
     found = re.search(r"\[SSL: (\w+)\]", text)
     return found.group(1) if found else None
@@ -338,12 +360,12 @@ def _generic(side: str, what: str, raw: str, *, code: str, who: str | None = Non
 def diagnose_text(message: str, side: Side = "client") -> Diagnosis:
     """Explain an OpenSSL error as text, e.g. a line from ``openssl s_client`` or a server log."""
     verify = re.search(r"verify error:num=(\d+)|certificate verify failed: .*\((\d+)\)", message)
-    if verify:
-        code = int(verify.group(1) or verify.group(2))
+    code = int(verify.group(1) or verify.group(2)) if verify else _verify_code_from_words(message)
+    if code is not None:
         err = ssl.SSLCertVerificationError(1, message)
         err.verify_code, err.verify_message = code, message
         return diagnose(err, side)
-    alert = re.search(r"alert (?:number )?([a-z ]+?)(?:\s*$|:|\()", message.lower())
+    alert = re.search(r"alert (?:number )?([a-z ]+?)(?:\s*$|[:,(])", message.lower())
     if alert:
         name = alert.group(1).strip().replace(" ", "_")
         found = _alert_row(name)

@@ -90,13 +90,18 @@ def private_folder() -> Path:
 
 
 def _write_private(path: Path, data: bytes, mode: int) -> Path:
-    # Create with the final mode, so the key is never readable by others, not even for a moment.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Write ``data`` to ``path`` atomically; the file never has wider rights than ``mode``."""
+    # mkstemp creates the file 0600 under a unique name: nobody else can read a key even for a
+    # moment, and two threads writing the same path never see a half-written file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".writing-")
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(path, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -208,7 +213,8 @@ class Credential:
 
         The key file is created with mode 0600.
         """
-        stem = stem or _safe_stem(self.common_name)
+        # The serial number keeps two certificates with the same name from sharing files.
+        stem = stem or f"{_safe_stem(self.common_name)}-{self.certificate.serial_number:x}"[:80]
         folder = private_folder()
         cert_path = _write_private(folder / f"{stem}.pem", self.chain_pem, 0o644)
         key_path = _write_private(folder / f"{stem}.key", self.key_pem(), 0o600)
@@ -545,7 +551,8 @@ class CertificateAuthority:
     # Trust
     def cert_file(self) -> Path:
         """This CA's certificate as a file in the private folder (for curl's ``--cacert``)."""
-        return _write_private(private_folder() / f"{_safe_stem(self.name)}.ca.pem", self.cert_pem, 0o644)
+        stem = f"{_safe_stem(self.name)}-{self.certificate.serial_number:x}"[:80]
+        return _write_private(private_folder() / f"{stem}.ca.pem", self.cert_pem, 0o644)
 
     def configure_trust(self, ctx: ssl.SSLContext) -> None:
         """Make ``ctx`` trust certificates issued under this CA's root."""
