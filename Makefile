@@ -2,8 +2,6 @@
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
-# JupyterLab refuses to run as root unless told; add the flag only when we are root.
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test notebooks labs bench clean
 
@@ -21,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.installed
 
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) course/00_welcome.ipynb
+	$(VENV)/bin/tlslab lab
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest

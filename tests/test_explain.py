@@ -363,11 +363,6 @@ def test_diagnose_text_on_real_s_client_alert(ca, good):
     assert (d.key, d.who) == ("certificate_required", "server")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: diagnose_text does not read s_client's summary line 'Verify return code: N (...)' "
-    "nor Python's own 'certificate verify failed: <message> (_ssl.c:NNNN)' text; both give 'unknown'",
-)
 @pytest.mark.parametrize("which", ["s_client summary", "python error text"])
 def test_diagnose_text_on_common_verify_lines(ca, which):
     if which == "s_client summary":
@@ -379,6 +374,67 @@ def test_diagnose_text_on_common_verify_lines(ca, which):
             line = connect(s, trust=ca).diagnosis.raw  # str() of the real SSLCertVerificationError
         assert "certificate verify failed" in line
     assert diagnose_text(line).key == "expired"
+
+
+def _words_bug(message: str):
+    return pytest.mark.xfail(
+        strict=True,
+        reason=f"BUG: diagnose_text does not know OpenSSL 3's verify message {message!r} "
+        "(explain._VERIFY_WORDS lacks it or spells it differently)",
+    )
+
+
+@pytest.mark.parametrize("case", [
+    "expired",
+    "not_yet_valid",
+    "hostname",
+    pytest.param("ip_address", marks=_words_bug("IP address mismatch")),
+    "self_signed",
+    "unknown_root",
+    "missing_intermediate",
+    pytest.param("wrong_usage", marks=_words_bug("unsuitable certificate purpose")),
+    "revoked",
+    pytest.param("weak_ca_key", marks=_words_bug("CA certificate key too weak")),
+])
+def test_diagnose_text_of_python_error_text_matches_diagnose(ca, inter, good, tmp_path: Path, case):
+    """A log line holding str() of a real SSLCertVerificationError explains like the error itself."""
+    kwargs: dict = {"trust": ca}
+    send_intermediates = True
+    if case == "expired":
+        cred = ca.issue_server_cert("localhost", not_before=dt.datetime(2020, 1, 1, tzinfo=UTC),
+                                    not_after=dt.datetime(2021, 1, 1, tzinfo=UTC))
+    elif case == "not_yet_valid":
+        cred = ca.issue_server_cert("localhost", not_before=dt.datetime(2040, 1, 1, tzinfo=UTC))
+    elif case == "hostname":
+        cred, kwargs["server_hostname"] = good, "wrong.course.test"
+    elif case == "ip_address":
+        cred, kwargs["server_hostname"] = good, "127.0.0.2"
+    elif case == "self_signed":
+        cred = self_signed_cert("localhost")
+    elif case == "unknown_root":
+        cred = CertificateAuthority("Elsewhere").issue_server_cert("localhost")
+    elif case == "missing_intermediate":
+        cred, send_intermediates = inter.issue_server_cert("localhost"), False
+    elif case == "wrong_usage":
+        cred = ca.issue_server_cert("localhost", usage="client")
+    elif case == "revoked":
+        cred = ca.issue_server_cert("localhost")
+        ca.revoke(cred)
+        cafile = tmp_path / "ca-and-crl.pem"
+        cafile.write_bytes(ca.cert_pem + ca.crl_pem())
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=str(cafile))
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        kwargs = {"context": ctx}
+    else:  # weak_ca_key
+        weak = CertificateAuthority("Weak Root", key_type="rsa1024")
+        cred, kwargs["trust"] = weak.issue_server_cert("localhost"), weak
+    with TLSServer(cred, send_intermediates=send_intermediates) as s:
+        d = connect(s, **kwargs).diagnosis
+    assert d is not None and d.raw.startswith("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ")
+    from_text = diagnose_text(d.raw)
+    assert (from_text.key, from_text.who) == (d.key, d.who), d.raw
+    assert_human(from_text)
 
 
 # --- unknown errors, wrong types -----------------------------------------------------------------

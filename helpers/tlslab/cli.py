@@ -251,6 +251,8 @@ def lab_command(root: Path, *, no_browser: bool = False) -> list[str]:
         # Given a notebook, Jupyter would serve only that notebook's folder (course/); the file
         # browser should show the whole course, labs included.
         f"--ServerApp.root_dir={root}",
+        # The printed URL (and Binder's) should land on the welcome notebook too, not on an empty lab.
+        f"--LabApp.default_url=/lab/tree/{WELCOME_NOTEBOOK.as_posix()}",
     ]
     if no_browser:
         command.append("--no-browser")
