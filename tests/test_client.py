@@ -156,11 +156,6 @@ def test_trust_a_self_signed_credential_pin():
         assert not report.ok and report.diagnosis.key == "self_signed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: trust=Credential is documented as 'trust that certificate itself', but for a CA-issued "
-    "certificate the handshake fails with verify error 20 (OpenSSL needs VERIFY_X509_PARTIAL_CHAIN)",
-)
 def test_trust_a_ca_issued_credential_pin(cred, server):
     report = connect(server, trust=cred)
     assert report.ok, report

@@ -376,25 +376,17 @@ def test_diagnose_text_on_common_verify_lines(ca, which):
     assert diagnose_text(line).key == "expired"
 
 
-def _words_bug(message: str):
-    return pytest.mark.xfail(
-        strict=True,
-        reason=f"BUG: diagnose_text does not know OpenSSL 3's verify message {message!r} "
-        "(explain._VERIFY_WORDS lacks it or spells it differently)",
-    )
-
-
 @pytest.mark.parametrize("case", [
     "expired",
     "not_yet_valid",
     "hostname",
-    pytest.param("ip_address", marks=_words_bug("IP address mismatch")),
+    "ip_address",
     "self_signed",
     "unknown_root",
     "missing_intermediate",
-    pytest.param("wrong_usage", marks=_words_bug("unsuitable certificate purpose")),
+    "wrong_usage",
     "revoked",
-    pytest.param("weak_ca_key", marks=_words_bug("CA certificate key too weak")),
+    "weak_ca_key",
 ])
 def test_diagnose_text_of_python_error_text_matches_diagnose(ca, inter, good, tmp_path: Path, case):
     """A log line holding str() of a real SSLCertVerificationError explains like the error itself."""
@@ -453,12 +445,6 @@ def test_unknown_ssl_reason_keeps_the_raw_text(good, ca):
     assert "KEY_VALUES_MISMATCH" in d.why
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: diagnose() reads error.reason, which an SSLError has only when _ssl raised it from an "
-    "OpenSSL error queue: hand-made ones (the module's own doctest) and ones Python raises itself "
-    "(SSLContext.set_ciphers) crash with AttributeError",
-)
 @pytest.mark.parametrize("which", ["doctest", "set_ciphers", "unknown reason"])
 def test_ssl_errors_without_reason_attribute(which):
     if which == "doctest":
@@ -515,17 +501,9 @@ def _reason_error(reason: str) -> ssl.SSLError:
     return err
 
 
-_EMPTY_TEXT = {"user_canceled", "unsupported_extension"}
 _TABLE_CASES = (
     [pytest.param("verify", str(code), id=f"verify-{code}") for code in VERIFY_CODES]
-    + [
-        pytest.param(
-            "alert", name, id=f"alert-{name}",
-            marks=[pytest.mark.xfail(strict=True, reason=f"BUG: ALERTS[{name!r}] has an empty why/fix text")]
-            if name in _EMPTY_TEXT else [],
-        )
-        for name in ALERTS
-    ]
+    + [pytest.param("alert", name, id=f"alert-{name}") for name in ALERTS]
     + [pytest.param("reason", name, id=f"reason-{name}") for name in REASONS]
 )
 

@@ -132,11 +132,11 @@ def test_unknown_key_type_is_a_pki_error():
 # --- root, intermediate, chains --------------------------------------------------------------
 
 
-def test_root_is_a_self_signed_ca_with_path_length_1(root):
+def test_root_is_a_self_signed_ca_without_path_length_limit(root):
     cert = root.certificate
     assert root.is_root and root.root is root and root.parent is None
     bc = ext(cert, x509.BasicConstraints)
-    assert bc.critical and bc.value.ca is True and bc.value.path_length == 1
+    assert bc.critical and bc.value.ca is True and bc.value.path_length is None
     ku = ext(cert, x509.KeyUsage)
     assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign
     assert cert.issuer == cert.subject
@@ -184,17 +184,13 @@ def test_leaf_from_root_has_no_intermediates(root):
     assert leaf.intermediates == [] and leaf.chain == [leaf.certificate]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: intermediate() on an intermediate (path length 0) silently makes a CA whose leaves "
-    "never verify (path length constraint exceeded, verify code 25); it should raise PKIError",
-)
 def test_intermediate_of_intermediate_is_refused_or_works(root, inter):
-    try:
-        sub = inter.intermediate("Sub CA")
-    except PKIError:
-        return  # refusing is a correct answer
+    with pytest.raises(PKIError, match="path length"):
+        inter.intermediate("Sub CA")  # inter has path length 0: it may sign only leaves
+    policy = root.intermediate("Policy CA", path_length=1)
+    sub = policy.intermediate("Issuing CA")
     leaf = sub.issue_server_cert("localhost")
+    assert [c.subject for c in leaf.chain[1:]] == [sub.certificate.subject, policy.certificate.subject]
     server_verifier(root, "localhost").verify(leaf.certificate, leaf.intermediates)
 
 
@@ -390,11 +386,6 @@ def test_csr_given_a_certificate_instead_is_a_pki_error(root):
         root.sign_csr(root.cert_pem)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sign_csr(str) raises cryptography's TypeError, while load_certificate accepts PEM text; "
-    "DESIGN says a parser raises its own error type, nothing else",
-)
 def test_csr_as_text_works_or_is_a_pki_error(root):
     csr_pem, _ = make_csr("device-3.course.test")
     try:
@@ -614,11 +605,6 @@ def test_revoking_a_foreign_certificate_is_a_pki_error(root):
     assert crl.get_revoked_certificate_by_serial_number(foreign.certificate.serial_number) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: revoke() compares issuer *names* only, so a foreign certificate from another CA "
-    "with the same name (e.g. the default 'TLS Lab Root CA') is accepted and put on the CRL",
-)
 def test_revoking_a_foreign_certificate_from_a_same_named_ca_is_a_pki_error():
     mine, theirs = CertificateAuthority(), CertificateAuthority()  # both 'TLS Lab Root CA'
     foreign = theirs.issue_server_cert("localhost")

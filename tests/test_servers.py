@@ -284,11 +284,6 @@ def test_hundred_concurrent_clients(ca, cred, no_leftovers):
         assert len(records) == 100 and all(r.ok for r in records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _serve() discards the original socket from _open, but _handle() swapped it for the "
-    "TLS socket, so every finished TLS connection stays in _open for the server's whole life",
-)
 def test_finished_connections_are_forgotten(ca, cred):
     with TLSServer(cred) as server:
         for _ in range(5):

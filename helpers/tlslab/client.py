@@ -165,7 +165,9 @@ def client_context(
     if isinstance(trust, CertificateAuthority):
         trust.configure_trust(ctx)
     elif isinstance(trust, Credential):
+        # Pinning: trust this very certificate, even though it is not a CA and not a root.
         ctx.load_verify_locations(cadata=trust.cert_pem.decode())
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     elif isinstance(trust, bytes):
         ctx.load_verify_locations(cadata=trust.decode())
     elif isinstance(trust, (str, Path)):
@@ -216,7 +218,7 @@ def connect(
     *,
     trust: Trust = None,
     cert: Credential | None = None,
-    server_hostname: str | None = "localhost",
+    server_hostname: str = "localhost",
     min_version: VersionLike | None = None,
     max_version: VersionLike | None = None,
     ciphers: str | None = None,
@@ -238,6 +240,8 @@ def connect(
             raise ValueError("that earlier connection has no session to resume (did it fail?)")
         context = context or session.context
         session = session.session
+    if not server_hostname:
+        raise ValueError("server_hostname is required: a client that checks no name accepts any certificate its CA ever signed")
     server = target if isinstance(target, _Server) else None
     address = target.address if server else tuple(target)  # type: ignore[union-attr]
     if context is None:

@@ -113,6 +113,9 @@ VERIFY_CODES: dict[int, _Row] = {
             "load the CA's current CRL into the {me}, or turn off CRL checking for that CA."),
     12: _Row("crl_expired", "the revocation list has expired",
              "The CRL's next-update date is in the past.", "fetch a fresh CRL from the CA."),
+    25: _Row("path_length", "the {peer}'s chain is longer than a CA allows",
+             "A CA's basicConstraints path length limits how many CAs may sit below it; this chain has more.",
+             "issue the leaf from a CA closer to the root, or re-issue the intermediates with a larger path length."),
     24: _Row("invalid_ca", "a certificate in the {peer}'s chain is used as a CA but is not one",
              "Only certificates with basicConstraints CA:TRUE may sign other certificates.",
              "issue the chain from a real CA certificate."),
@@ -185,11 +188,15 @@ ALERTS: dict[str, tuple[int, _Row]] = {
                                        "offer modern cipher suites.")),
     "internal_error": (80, _Row("internal_error", "the {peer} hit an internal error",
                                 "Something unrelated to the {me} failed inside the {peer}.", "look at the {peer}'s logs.")),
-    "user_canceled": (90, _Row("user_canceled", "the {peer} cancelled the handshake", "", "")),
+    "user_canceled": (90, _Row("user_canceled", "the {peer} cancelled the handshake",
+                               "The {peer} chose to stop (a person or program aborted it), not a protocol error.",
+                               "ask the {peer}'s operator why it aborted.")),
     "missing_extension": (109, _Row("missing_extension", "a required TLS extension was missing",
                                     "The {peer} needed an extension the other side did not send.",
                                     "use an up-to-date TLS library.")),
-    "unsupported_extension": (110, _Row("unsupported_extension", "an extension was not expected", "", "use an up-to-date TLS library.")),
+    "unsupported_extension": (110, _Row("unsupported_extension", "an extension was not expected",
+                                        "The {peer} received an extension in a message where it was never offered or allowed.",
+                                        "use an up-to-date TLS library on both sides.")),
     "unrecognized_name": (112, _Row("unrecognized_name", "the {peer} does not serve that host name",
                                     "No certificate on the {peer} matches the requested name (SNI).",
                                     "ask for a host name the {peer} serves.")),
@@ -290,7 +297,7 @@ def diagnose(error: BaseException, side: Side = "client") -> Diagnosis:
                        "look up the verify code; the certificate or the trust store must change.")
         return _fill(row, who=side, side=side, code=code, raw=raw)
     if isinstance(error, ssl.SSLError):
-        reason = error.reason or _reason_from_text(raw)
+        reason = getattr(error, "reason", None) or _reason_from_text(raw)
         if reason:
             found = _ALERT_REASON.match(reason)
             if found:
@@ -330,6 +337,11 @@ _VERIFY_WORDS = (
     ("unable to verify the first certificate", 21),
     ("hostname mismatch", 62),
     ("unsupported certificate purpose", 26),
+    ("unsuitable certificate purpose", 26),
+    ("ip address mismatch", 64),
+    ("ee certificate key too weak", 66),
+    ("ca certificate key too weak", 67),
+    ("path length constraint exceeded", 25),
     ("certificate revoked", 23),
     ("ee key too small", 66),
 )

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal, Sequence, Union
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -206,6 +207,8 @@ class Credential:
         """The private key, PEM (PKCS#8), encrypted when a password is given."""
         if self.private_key is None:
             raise PKIError("this credential has no private key (a certificate alone proves nothing)")
+        if password is not None and not password:
+            raise PKIError("an empty password would leave the key unencrypted; give a real one, or None")
         return _key_pem(self.private_key, password)
 
     def files(self, stem: str | None = None) -> tuple[Path, Path]:
@@ -307,8 +310,11 @@ def _name(common_name: str, organization: str | None = "TLS Lab") -> x509.Name:
 
 
 def _validity(not_before: dt.datetime | None, not_after: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
-    start = not_before or COURSE_VALIDITY[0]
-    end = not_after or COURSE_VALIDITY[1]
+    # Give one date and the other follows: a lone past `not_after` makes an expired certificate,
+    # a lone future `not_before` one that is not valid yet (each valid for a year).
+    year = dt.timedelta(days=365)
+    start = not_before or (not_after - year if not_after and not_after <= COURSE_VALIDITY[0] else COURSE_VALIDITY[0])
+    end = not_after or (not_before + year if not_before and not_before >= COURSE_VALIDITY[1] else COURSE_VALIDITY[1])
     if end <= start:
         raise PKIError(f"not_after ({end:%Y-%m-%d}) must come after not_before ({start:%Y-%m-%d})")
     return start, end
@@ -381,11 +387,12 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
         _parent: CertificateAuthority | None = None,
-        _path_length: int | None = 1,
+        _path_length: int | None = None,
     ) -> None:
         self.name = name
         self.key_type = key_type
         self.parent = _parent
+        self.path_length = _path_length  # how many CAs may sit below this one (None: no limit)
         self.private_key: PrivateKey = generate_key(key_type)
         self._revoked: dict[int, dt.datetime] = {}
         self._lock = threading.Lock()
@@ -443,9 +450,17 @@ class CertificateAuthority:
     def cert_pem(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    def intermediate(self, name: str = "TLS Lab Intermediate CA", *, key_type: str | None = None) -> CertificateAuthority:
-        """A CA signed by this one, which can only sign leaves (path length 0)."""
-        return CertificateAuthority(name, key_type=key_type or self.key_type, _parent=self, _path_length=0)
+    def intermediate(
+        self, name: str = "TLS Lab Intermediate CA", *, key_type: str | None = None, path_length: int = 0
+    ) -> CertificateAuthority:
+        """A CA signed by this one. By default it may sign only leaves (path length 0); give
+        ``path_length=1`` to let it have an intermediate of its own."""
+        if self.path_length is not None and path_length >= self.path_length:
+            raise PKIError(
+                f"{self.name!r} has path length {self.path_length}: the CAs below it must have a smaller one "
+                f"(asked for {path_length}); a chain that breaks this rule fails verification"
+            )
+        return CertificateAuthority(name, key_type=key_type or self.key_type, _parent=self, _path_length=path_length)
 
     # Issuing
     def _sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
@@ -493,7 +508,7 @@ class CertificateAuthority:
 
     def sign_csr(
         self,
-        csr_pem: bytes,
+        csr_pem: bytes | str,
         *,
         usage: str = "client",
         not_before: dt.datetime | None = None,
@@ -502,9 +517,10 @@ class CertificateAuthority:
         """Sign a certificate signing request. The CSR's signature is checked first (proof that the
         requester holds the private key); its subject and SANs are copied. No private key here:
         it never left the requester."""
+        data = csr_pem.encode() if isinstance(csr_pem, str) else csr_pem
         try:
-            csr = x509.load_pem_x509_csr(csr_pem)
-        except ValueError as exc:
+            csr = x509.load_pem_x509_csr(data)
+        except (ValueError, TypeError) as exc:
             raise PKIError(f"not a PEM certificate signing request ({exc})") from None
         if not csr.is_signature_valid:
             raise PKIError("the CSR's signature does not verify: the requester does not hold the key")
@@ -522,8 +538,10 @@ class CertificateAuthority:
     def revoke(self, credential: Credential | x509.Certificate, when: dt.datetime | None = None) -> None:
         """Put a certificate this CA issued on its revocation list."""
         cert = credential.certificate if isinstance(credential, Credential) else credential
-        if cert.issuer != self.certificate.subject:
-            raise PKIError("this CA did not issue that certificate, so it cannot revoke it")
+        try:  # names can collide; only the signature proves who issued it
+            cert.verify_directly_issued_by(self.certificate)
+        except (InvalidSignature, ValueError, TypeError):
+            raise PKIError("this CA did not issue that certificate, so it cannot revoke it") from None
         with self._lock:
             self._revoked[cert.serial_number] = when or COURSE_VALIDITY[0]
 

@@ -55,6 +55,7 @@ ClientCertPolicy = Literal["none", "optional", "required"]
 VersionLike = Union[str, ssl.TLSVersion]
 
 _VERSIONS = {
+    "1": ssl.TLSVersion.TLSv1,
     "1.0": ssl.TLSVersion.TLSv1,
     "1.1": ssl.TLSVersion.TLSv1_1,
     "1.2": ssl.TLSVersion.TLSv1_2,
@@ -561,6 +562,13 @@ class TLSServer(_Server):
         with self._lock:  # stop() must reach the TLS socket that now owns the descriptor
             self._open.discard(sock)
             self._open.add(tls)
+        try:
+            self._handshake_and_serve(tls, record, started)
+        finally:
+            with self._lock:
+                self._open.discard(tls)
+
+    def _handshake_and_serve(self, tls: ssl.SSLSocket, record: ConnectionRecord, started: float) -> None:
         try:
             tls.do_handshake()
         except (ssl.SSLError, OSError) as exc:
