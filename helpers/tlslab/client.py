@@ -214,7 +214,7 @@ def _await_verdict(tls: ssl.SSLSocket, deadline: float) -> bytes:
 
 
 def connect(
-    target: _Server | tuple[str, int],
+    target: object,
     *,
     trust: Trust = None,
     cert: Credential | None = None,
@@ -230,7 +230,8 @@ def connect(
 ) -> HandshakeReport:
     """Connect, handshake, optionally send ``send`` and read the reply; report what happened.
 
-    ``target`` is a running server of ours or a ``(host, port)`` pair. ``server_hostname`` is
+    ``target`` is a running server of ours, anything else with an ``address`` (such as a
+    tap sitting in front of a server), or a ``(host, port)`` pair. ``server_hostname`` is
     the name the client asks for (SNI) and checks the certificate against. Pass ``session=`` an
     earlier report to try resuming its session (with that connection's client settings);
     ``context`` to bring a ready-made ``SSLContext`` instead of the keyword settings.
@@ -243,7 +244,8 @@ def connect(
     if not server_hostname:
         raise ValueError("server_hostname is required: a client that checks no name accepts any certificate its CA ever signed")
     server = target if isinstance(target, _Server) else None
-    address = target.address if server else tuple(target)  # type: ignore[union-attr]
+    # Anything with an `.address` (a server, a tap, an interceptor) or a (host, port) pair.
+    address = target.address if hasattr(target, "address") else tuple(target)  # type: ignore[union-attr]
     if context is None:
         context = client_context(
             trust, cert=cert, min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn
