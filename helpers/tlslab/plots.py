@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from .bytestats import byte_histogram, describe_entropy, shannon_entropy
 from .history import PROTOCOLS, ProtocolVersion
 
-__all__ = ["timeline"]
+__all__ = ["byte_histograms", "chain", "costs", "timeline"]
 
 _IN_USE_UNTIL = 2026  # where bars of versions still in use end on the axis
 
@@ -37,4 +38,177 @@ def timeline(protocols: tuple[ProtocolVersion, ...] = PROTOCOLS) -> Figure:
     ax.set_title("SSL and TLS versions: published (left end) and retired (right end)")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    return fig
+
+
+def byte_histograms(samples: dict[str, bytes]) -> Figure:
+    """One histogram of byte values per sample, side by side, each titled with its entropy.
+
+    ``samples`` maps a label (``"plaintext"``, ``"TLS"``) to the bytes an eavesdropper saw.
+    """
+    fig = Figure(figsize=(5 * len(samples), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(samples), squeeze=False)[0]
+    for ax, (label, data) in zip(axes, samples.items()):
+        bits = shannon_entropy(data)
+        ax.bar(range(256), byte_histogram(data), width=1.0, color="#2c7fb8" if bits >= 7 else "#d95f0e")
+        ax.set_title(f"{label}: {bits:.1f} bits/byte, {describe_entropy(bits)}", fontsize=9)
+        ax.set_xlim(0, 255)
+        ax.set_xlabel("byte value")
+        ax.set_ylabel("count")
+    return fig
+
+
+def costs(table) -> Figure:  # table: tlslab.costs.CostTable
+    """Key generation and handshake time per key type (log scale: RSA is that much slower)."""
+    from .costs import LABELS
+
+    keys = list(table.keygen_ms)
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for ax, values, title in (
+        (left, table.keygen_ms, "generating one key"),
+        (right, table.handshake_ms, "one full handshake (connect)"),
+    ):
+        ax.bar([LABELS[k] for k in keys], [values[k] for k in keys], color=["#27ae60", "#27ae60", "#c0392b", "#c0392b"][: len(keys)])
+        ax.set_yscale("log")
+        ax.set_ylabel("milliseconds (log scale)")
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelsize=8)
+    return fig
+
+
+# --- the chain of trust (chapter 2) ----------------------------------------------------------
+
+_RED, _INK, _GREY = "#c0392b", "#34495e", "#7f8c8d"
+
+
+def _chain_cn(name) -> str:  # name: x509.Name
+    from cryptography.x509.oid import NameOID
+
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else (name.rfc4514_string() or "(empty)")
+
+
+def _chain_role(index: int, count: int, cert) -> str:
+    self_issued = cert.issuer == cert.subject
+    if count == 1:
+        return "self-signed certificate" if self_issued else "leaf certificate"
+    if index == 0:
+        return "leaf certificate"
+    if index == count - 1:
+        return "root CA" if self_issued else "CA (top of the chain)"
+    return "intermediate CA"
+
+
+def _chain_lines(index: int, cert) -> list[str]:
+    import textwrap
+
+    from cryptography import x509
+
+    from .pki import describe_key
+
+    issuer = "itself" if cert.issuer == cert.subject else _chain_cn(cert.issuer)
+    lines = textwrap.wrap(f"issuer: {issuer}", 40, subsequent_indent="   ")
+    if index == 0:
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = ", ".join(str(n.value) for n in san)
+        except x509.ExtensionNotFound:
+            names = "(none)"
+        lines += textwrap.wrap(f"names (SAN): {names}", 40, subsequent_indent="   ")
+    lines.append(f"valid: {cert.not_valid_before_utc:%Y-%m-%d} → {cert.not_valid_after_utc:%Y-%m-%d}")
+    lines.append(f"key: {describe_key(cert.public_key())}")
+    return lines
+
+
+def chain(chain, *, broken=None, title: str | None = None, not_sent=()) -> Figure:
+    """The chain of trust: root (left) → intermediate(s) → leaf (right), each box with subject,
+    issuer, validity and key, joined by "signs" arrows.
+
+    ``chain``: ``x509.Certificate`` objects, leaf first and root last (as a gallery result holds
+    them). ``broken``: the certificate where the chain breaks, drawn in red with its label: an
+    index into ``chain``, an ``(index, label)`` pair, or an object with ``.index`` and ``.label``
+    (a :class:`tlslab.gallery.BrokenLink`). When it is an issuer, its "signs" arrow is red too.
+    ``not_sent``: indices of certificates the server did not send (dashed boxes and arrows).
+
+    Every box, arrow and label has a ``gid`` (``chain-box-0`` is the leaf's box, ``chain-link-0``
+    the arrow into it, ``chain-broken-label``) so a test can find it.
+    """
+    import textwrap
+
+    from cryptography import x509
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    certs = list(chain)
+    if not certs:
+        raise ValueError("an empty chain has nothing to draw")
+    for cert in certs:
+        if not isinstance(cert, x509.Certificate):
+            raise TypeError(f"chain holds x509.Certificate objects, not {type(cert).__name__}")
+    if broken is None:
+        index, label = None, ""
+    elif isinstance(broken, int):
+        index, label = broken, "broken"
+    elif isinstance(broken, tuple):
+        index, label = broken
+    else:
+        index, label = broken.index, broken.label
+    if index is not None and not 0 <= index < len(certs):
+        raise ValueError(f"broken index {index} is outside the chain (0 to {len(certs) - 1})")
+    missing = set(not_sent)
+    if getattr(broken, "missing", False):
+        missing.add(index)
+
+    count = len(certs)
+    width, height, gap = 3.9, 1.75, 1.2
+    span = count * width + (count - 1) * gap
+    fig_width = max(4.4, 0.78 * span + 0.4)
+    fig = Figure(figsize=(fig_width, 2.9))
+    ax = fig.add_axes((0.01, 0.02, 0.98, 0.8 if title else 0.96))
+    ax.set_xlim(-0.2, span + 0.2)
+    ax.set_ylim(-0.6, height + 0.1)
+    ax.set_axis_off()
+
+    def left(i: int) -> float:  # the root is drawn on the left, the leaf on the right
+        return (count - 1 - i) * (width + gap)
+
+    for i, cert in enumerate(certs):
+        bad = i == index
+        box = FancyBboxPatch(
+            (left(i), 0), width, height, boxstyle="round,pad=0,rounding_size=0.12",
+            facecolor="#fdecea" if bad else ("#f4f6f7" if i in missing else "#eaf2f8"),
+            edgecolor=_RED if bad else (_GREY if i in missing else _INK),
+            linewidth=2.4 if bad else 1.2, linestyle="--" if i in missing else "-",
+        )
+        box.set_gid(f"chain-box-{i}")
+        ax.add_patch(box)
+        ax.text(left(i) + width / 2, height - 0.1, _chain_role(i, count, cert), ha="center", va="top",
+                fontsize=8.5, style="italic", color=_RED if bad else _GREY, gid=f"chain-role-{i}")
+        ax.text(left(i) + width / 2, height - 0.36, _chain_cn(cert.subject), ha="center", va="top",
+                fontsize=9.5, weight="bold", color=_RED if bad else _INK, gid=f"chain-subject-{i}")
+        ax.text(left(i) + 0.18, height - 0.68, "\n".join(_chain_lines(i, cert)), ha="left", va="top",
+                fontsize=7.8, linespacing=1.3, color="#222222", gid=f"chain-text-{i}")
+        below = None
+        if bad:
+            below = (f"✗ {label}", _RED, "bold", "chain-broken-label")
+        elif i in missing:
+            below = ("not sent by the server", _GREY, "normal", f"chain-missing-label-{i}")
+        if below:
+            text, colour, weight, gid = below
+            ax.text(left(i) + width / 2, -0.1, "\n".join(textwrap.wrap(text, 44)), ha="center", va="top",
+                    fontsize=8.5, weight=weight, color=colour, gid=gid)
+    for i in range(count - 1):  # the arrow from chain[i + 1] (the issuer) into chain[i]
+        bad = index == i + 1
+        dashed = i in missing or i + 1 in missing
+        colour = _RED if bad else "#555555"
+        start, end = left(i + 1) + width, left(i)
+        arrow = FancyArrowPatch((start + 0.05, height / 2), (end - 0.05, height / 2), arrowstyle="-|>",
+                                mutation_scale=16, color=colour, linewidth=2 if bad else 1.3,
+                                linestyle="--" if dashed else "-")
+        arrow.set_gid(f"chain-link-{i}")
+        ax.add_patch(arrow)
+        ax.text((start + end) / 2, height / 2 + 0.08, "signs", ha="center", va="bottom", fontsize=8.5,
+                color=colour, gid=f"chain-link-label-{i}")
+    if title:
+        fig.suptitle("\n".join(textwrap.wrap(title, int(fig_width * 10))), fontsize=10.5)
     return fig
