@@ -5,7 +5,7 @@ Everything a notebook needs is importable from here::
     from tlslab import CertificateAuthority, TLSServer, connect
 """
 
-from .client import HandshakeReport, PeerCertificate, client_context, connect
+from .client import HandshakeReport, PeerCertificate, client_context, connect, send_plaintext
 from .explain import Diagnosis, diagnose, diagnose_text
 from .pki import CertificateAuthority, Credential, PKIError, make_csr, self_signed_cert
 from .servers import ConnectionRecord, TCPServer, TLSServer, running_servers, stop_all
@@ -29,5 +29,6 @@ __all__ = [
     "make_csr",
     "running_servers",
     "self_signed_cert",
+    "send_plaintext",
     "stop_all",
 ]

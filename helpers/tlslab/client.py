@@ -33,7 +33,7 @@ from .explain import Diagnosis, diagnose
 from .pki import CertificateAuthority, Credential, describe_key
 from .servers import ConnectionRecord, VersionLike, _Server, parse_version
 
-__all__ = ["HandshakeReport", "PeerCertificate", "client_context", "connect"]
+__all__ = ["HandshakeReport", "PeerCertificate", "client_context", "connect", "send_plaintext"]
 
 Trust = Union[CertificateAuthority, Credential, bytes, str, Path, None]
 
@@ -306,4 +306,20 @@ def _read_to_end(tls: ssl.SSLSocket, limit: int = 1 << 20) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
+    return b"".join(chunks)
+
+
+def send_plaintext(target: object, data: bytes | str, *, timeout: float = 5.0) -> bytes:
+    """The "without TLS" twin of :func:`connect`: send ``data`` over plain TCP, return the reply.
+
+    Reads until the server closes. Anyone on the path can read both directions.
+    """
+    address = target.address if hasattr(target, "address") else tuple(target)  # type: ignore[union-attr]
+    payload = data.encode() if isinstance(data, str) else data
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(payload)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
     return b"".join(chunks)
