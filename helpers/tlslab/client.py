@@ -18,6 +18,7 @@ sometimes not at all.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import select
 import socket
@@ -30,10 +31,10 @@ from typing import Sequence, Union
 from cryptography import x509
 
 from .explain import Diagnosis, diagnose
-from .pki import CertificateAuthority, Credential, describe_key
+from .pki import CertificateAuthority, Credential, _write_private, describe_key, private_folder
 from .servers import ConnectionRecord, VersionLike, _Server, parse_version
 
-__all__ = ["HandshakeReport", "PeerCertificate", "client_context", "connect", "send_plaintext"]
+__all__ = ["HandshakeReport", "PeerCertificate", "client_context", "connect", "insecure_connect_demo", "send_plaintext"]
 
 Trust = Union[CertificateAuthority, Credential, bytes, str, Path, None]
 
@@ -154,12 +155,14 @@ def client_context(
     max_version: VersionLike | None = None,
     ciphers: str | None = None,
     alpn: Sequence[str] | None = None,
+    crl: bytes | Sequence[bytes] | None = None,
 ) -> ssl.SSLContext:
     """A client ``SSLContext`` that verifies the server, as every client should.
 
     ``trust``: a :class:`CertificateAuthority`, a :class:`Credential` (trust that certificate
     itself), PEM bytes, or a path to a PEM file; ``None`` means the system's trust store, which
     knows nothing of the course's CAs. ``cert``: a client certificate to present (mutual TLS).
+    ``crl``: revocation list(s), PEM; the client then refuses a revoked server certificate.
     """
     ctx = ssl.create_default_context() if trust is None else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if isinstance(trust, CertificateAuthority):
@@ -182,6 +185,12 @@ def client_context(
         ctx.set_ciphers(ciphers)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
+    if crl:
+        # OpenSSL reads CRLs from a trust-store file (cadata= takes certificates only).
+        crls = b"".join([crl] if isinstance(crl, bytes) else list(crl))
+        name = f"crl-{hashlib.sha256(crls).hexdigest()[:16]}.pem"
+        ctx.load_verify_locations(cafile=str(_write_private(private_folder() / name, crls, 0o644)))
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     if cert is not None:
         cert.configure_cert(ctx)
     return ctx
@@ -223,6 +232,7 @@ def connect(
     max_version: VersionLike | None = None,
     ciphers: str | None = None,
     alpn: Sequence[str] | None = None,
+    crl: bytes | Sequence[bytes] | None = None,
     send: bytes | str | None = None,
     session: "HandshakeReport | ssl.SSLSession | None" = None,
     context: ssl.SSLContext | None = None,
@@ -248,7 +258,7 @@ def connect(
     address = target.address if hasattr(target, "address") else tuple(target)  # type: ignore[union-attr]
     if context is None:
         context = client_context(
-            trust, cert=cert, min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn
+            trust, cert=cert, min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn, crl=crl
         )
     if isinstance(send, str):
         send = send.encode()
@@ -323,3 +333,16 @@ def send_plaintext(target: object, data: bytes | str, *, timeout: float = 5.0) -
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def insecure_connect_demo(target: object, **kwargs: object) -> HandshakeReport:
+    """DEMO OF A MISTAKE: :func:`connect` with certificate verification turned off.
+
+    This is what ``verify=False``, ``CERT_NONE`` and ``check_hostname=False`` do in real code:
+    the client accepts *any* certificate, so a man in the middle reads everything. It exists
+    only so the course can show that; never copy it.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # the two lines that make a client trust anyone
+    ctx.verify_mode = ssl.CERT_NONE
+    return connect(target, context=ctx, **kwargs)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from typing import Callable
 
 import ipywidgets as w
 
-__all__ = ["eavesdrop_explorer"]
+__all__ = ["eavesdrop_explorer", "gallery_explorer", "png"]
 
 
 def png(fig) -> bytes:
@@ -63,3 +63,24 @@ def eavesdrop_explorer(message: str = "password=correct-horse-battery-staple") -
     send.on_click(lambda _: _guarded(result, run))
     _guarded(result, run)
     return w.VBox([text, mode, suite, send, result, histogram])
+
+
+def gallery_explorer(case: str = "control") -> w.VBox:
+    """Pick a broken server from the gallery; see the live verdict and the chain with its broken link."""
+    from .gallery import CASES, run_case
+
+    choice = w.Dropdown(
+        options=[(f"{name} — {c.description}", name) for name, c in CASES.items()],
+        value=case, description="server", layout=w.Layout(width="90%"),
+    )
+    verdict = w.HTML()
+    chain = w.Image(format="png", layout=w.Layout(max_width="760px"))
+
+    def run() -> None:
+        result = run_case(choice.value)
+        verdict.value = result._repr_html_()
+        chain.value = png(result.plot())
+
+    choice.observe(lambda _: _guarded(verdict, run), names="value")
+    _guarded(verdict, run)
+    return w.VBox([choice, verdict, chain])
