@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _tools import free_port
+from tlslab import servers
 from tlslab.client import connect
 from tlslab.pki import CertificateAuthority, Credential
 from tlslab.servers import ServerConnection, TCPServer, TLSServer
@@ -455,6 +456,14 @@ def test_stop_without_start_and_registry(no_leftovers) -> None:
         stop_all_taps()
         assert not second.running and not other.running
         assert "wire-registry" not in running_taps()
+
+
+@pytest.mark.skipif(not hasattr(servers, "_stop_hooks"), reason="servers.stop_all() has no hook for taps yet")
+def test_servers_stop_all_stops_taps_too(no_leftovers) -> None:
+    server = TCPServer().start()
+    tap = Tap(server).start()
+    servers.stop_all()
+    assert not tap.running and not server.running
 
 
 def test_loopback_only() -> None:

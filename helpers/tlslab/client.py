@@ -255,7 +255,12 @@ def connect(
         raise ValueError("server_hostname is required: a client that checks no name accepts any certificate its CA ever signed")
     server = target if isinstance(target, _Server) else None
     # Anything with an `.address` (a server, a tap, an interceptor) or a (host, port) pair.
-    address = target.address if hasattr(target, "address") else tuple(target)  # type: ignore[union-attr]
+    try:
+        address = target.address if hasattr(target, "address") else tuple(target)  # type: ignore[union-attr]
+    except RuntimeError as exc:  # a server object that is not running: nothing listens
+        report = HandshakeReport(ok=False, address=("127.0.0.1", 0), server_hostname=server_hostname)
+        report.diagnosis = diagnose(ConnectionRefusedError(str(exc)), side="client")
+        return report
     if context is None:
         context = client_context(
             trust, cert=cert, min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn, crl=crl
@@ -296,12 +301,22 @@ def connect(
                     tls.sendall(send)
                     report.reply = early + _read_to_end(tls)
                 report.session = tls.session
+                _close_politely(tls)
         except (ssl.SSLError, OSError) as exc:
             report.ok = False
             report.diagnosis = diagnose(exc, side="client")
     if server is not None and local_port is not None:
         report.server_view = server.record_for(local_port, timeout=2.0)
     return report
+
+
+def _close_politely(tls: ssl.SSLSocket) -> None:
+    """Send close_notify before hanging up, so the server sees a clean end, not a truncation."""
+    try:
+        tls.settimeout(0.5)
+        tls.unwrap()
+    except (OSError, ValueError):
+        pass  # the server may already be gone; the connection is over either way
 
 
 def _read_to_end(tls: ssl.SSLSocket, limit: int = 1 << 20) -> bytes:

@@ -312,7 +312,8 @@ class _Recorder:
         try:
             if direction == "read" and int(content_type) == _HANDSHAKE and int(msg_type) == _CERTIFICATE:  # type: ignore[call-overload]
                 self.sent = parse_certificate_message(data, tls13=int(version) == 0x0304)  # type: ignore[call-overload]
-            elif direction == "write" and int(content_type) == _ALERT and self.alert is None:  # type: ignore[call-overload]
+            # close_notify (0) is the polite goodbye of a successful connection, not a refusal.
+            elif direction == "write" and int(content_type) == _ALERT and self.alert is None and int(msg_type) != 0:  # type: ignore[call-overload]
                 self.alert = f"{getattr(msg_type, 'name', str(msg_type)).lower()} ({int(msg_type)})"  # type: ignore[call-overload]
         except Exception:  # never break a handshake over a bookkeeping error
             pass

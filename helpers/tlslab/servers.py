@@ -89,6 +89,8 @@ class ConnectionRecord:
     client_identity: str | None = None  # from the client certificate, when there is one
     failure: Diagnosis | None = None
     handler_error: str | None = None
+    aborted: Diagnosis | None = None  # the connection died after the handshake (e.g. bad_record_mac)
+    received: bytes = b""  # what the handler read from the client (the first 64 KiB)
     handshake_seconds: float | None = None
 
     def __repr__(self) -> str:
@@ -133,11 +135,19 @@ class ServerConnection:
         return self.record.client_identity
 
     def recv(self, size: int = 65536) -> bytes:
-        """Up to ``size`` bytes; ``b""`` when the client closed."""
+        """Up to ``size`` bytes; ``b""`` when the client closed cleanly.
+
+        A connection that dies otherwise (a record that fails its integrity check, a stream cut
+        without close_notify) raises; the server records why in ``record.aborted``.
+        """
         try:
-            return self._sock.recv(size)
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            data = self._sock.recv(size)
+        except ssl.SSLZeroReturnError:
             return b""
+        room = 65536 - len(self.record.received)
+        if room > 0:
+            self.record.received += data[:room]
+        return data
 
     def sendall(self, data: bytes) -> None:
         self._sock.sendall(data)
@@ -201,8 +211,13 @@ _registry_lock = threading.Lock()
 _auto_names = itertools.count(1)
 
 
+_stop_hooks: list[Callable[[], None]] = []  # stop_all() of modules above this one (wire's taps)
+
+
 def stop_all() -> None:
-    """Stop every server this process started."""
+    """Stop every server this process started (and every tap, interceptor, … registered here)."""
+    for hook in list(_stop_hooks):
+        hook()
     with _registry_lock:
         servers = list(_registry.values())
     for server in servers:
@@ -426,6 +441,8 @@ class _Server:
     def _run_handler(self, conn: ServerConnection, record: ConnectionRecord) -> None:
         try:
             self.handler(conn)
+        except (ssl.SSLError, OSError) as exc:  # the connection died: say why, as for a handshake
+            record.aborted = diagnose(exc, side="server")
         except Exception as exc:  # recorded, not printed
             record.handler_error = f"{type(exc).__name__}: {exc}"
 

@@ -399,7 +399,8 @@ def _abort(sock: socket.socket | None) -> None:
 class _Relay:
     """The live part of one connection: its two sockets and what its two pump threads share.
 
-    Every field is read and written under the tap's lock.
+    The sockets are set before the pumps start; every other field is read and written under
+    the tap's lock.
     """
 
     def __init__(self, info: TapConnection, client: socket.socket) -> None:
@@ -675,7 +676,8 @@ class Tap:
         """Connect to the target, then pump client→server here and server→client in a second thread."""
         try:
             address = self._target_address()
-            relay.info.target = address
+            with self._lock:
+                relay.info.target = address
             upstream = socket.create_connection(address, timeout=self.connect_timeout)
         except (OSError, RuntimeError, ValueError) as exc:
             with self._lock:
