@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from .bytestats import byte_histogram, describe_entropy, shannon_entropy
 from .history import PROTOCOLS, ProtocolVersion
 
-__all__ = ["byte_histograms", "chain", "costs", "timeline"]
+__all__ = ["avalanche", "byte_histograms", "chain", "costs", "mesh_matrix", "rotation_timeline", "timeline"]
 
 _IN_USE_UNTIL = 2026  # where bars of versions still in use end on the axis
 
@@ -211,4 +211,125 @@ def chain(chain, *, broken=None, title: str | None = None, not_sent=()) -> Figur
                 color=colour, gid=f"chain-link-label-{i}")
     if title:
         fig.suptitle("\n".join(textwrap.wrap(title, int(fig_width * 10))), fontsize=10.5)
+    return fig
+
+
+def avalanche(first: bytes, second: bytes, algorithm: str = "sha256") -> Figure:
+    """The avalanche effect: the bits of two digests side by side, differing bits in red.
+
+    Change one input bit and about half of the output bits flip, in no predictable place.
+    """
+    import hashlib
+
+    digests = [hashlib.new(algorithm, data).digest() for data in (first, second)]
+    bits = [[(byte >> (7 - i)) & 1 for byte in d for i in range(8)] for d in digests]
+    width = 32
+    fig = Figure(figsize=(8, 3.4), layout="constrained")
+    axes = fig.subplots(3, 1, gridspec_kw={"height_ratios": [1, 1, 1]})
+    differ = [a != b for a, b in zip(*bits)]
+    titles = (f"{algorithm}({first!r:.40})", f"{algorithm}({second!r:.40})",
+              f"bits that differ: {sum(differ)} of {len(differ)}")
+    for ax, row, title in zip(axes, (bits[0], bits[1], [int(d) for d in differ]), titles):
+        grid = [row[i:i + width] for i in range(0, len(row), width)]
+        cmap = "Reds" if title.startswith("bits") else "Greys"
+        ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+# --- mutual TLS: the mesh and certificate rotation (chapter 5) ---------------------------------
+
+_MESH_STAGES = (  # (stage, colour, legend label), in the colour map's order
+    ("allowed", "#27ae60", "allowed (HTTP 200)"),
+    ("policy", "#e67e22", "denied by policy (HTTP 403)"),
+    ("svid", "#8e44ad", "invalid SVID (HTTP 403)"),
+    ("tls", "#c0392b", "refused by TLS (no request sent)"),
+    ("error", "#7f8c8d", "error"),
+    ("self", "#ecf0f1", "no self-call"),
+)
+
+
+def mesh_matrix(matrix, *, title: str | None = None) -> Figure:  # matrix: tlslab.mesh.CallMatrix
+    """The mesh's calls as a heat map: rows are callers, columns callees; each cell coloured by
+    how the call ended (green allowed, orange policy, red TLS refusal) and labelled with it.
+
+    Cells have ``gid`` ``mesh-cell-<caller>-<callee>`` so a test can find them.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    stages = [s for s, _, _ in _MESH_STAGES]
+    cmap = ListedColormap([c for _, c, _ in _MESH_STAGES])
+    callers, callees = list(matrix.callers), list(matrix.callees)
+    grid = [[stages.index(matrix.outcome(a, b)) if matrix.outcome(a, b) in stages else stages.index("error")
+             for b in callees] for a in callers]
+    fig = Figure(figsize=(1.9 * len(callees) + 3.2, 0.8 * len(callers) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(stages) - 0.5, aspect="auto")
+    for i, caller in enumerate(callers):
+        for j, callee in enumerate(callees):
+            stage = matrix.outcome(caller, callee)
+            ax.text(j, i, matrix.label(caller, callee).replace("TLS: ", "TLS\n"), ha="center", va="center",
+                    fontsize=8, color="#555555" if stage == "self" else "white", weight="bold",
+                    gid=f"mesh-cell-{caller}-{callee}")
+    ax.set_xticks(range(len(callees)), callees)
+    ax.set_yticks(range(len(callers)), callers)
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("callee (the server that decides)")
+    ax.set_ylabel("caller (the client)")
+    ax.set_xticks([x - 0.5 for x in range(1, len(callees))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(callers))], minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="minor", length=0)
+    seen = {matrix.outcome(a, b) for a in callers for b in callees}
+    handles = [Patch(color=c, label=label) for s, c, label in _MESH_STAGES if s in seen and s != "self"]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def rotation_timeline(timeline, *, title: str | None = None) -> Figure:  # timeline: tlslab.rotation.Timeline
+    """Certificates and connections over time: one row of bars per rotated identity (each bar a
+    certificate, from "valid from" to "valid until", a dark triangle where it was issued; successive
+    certificates alternate above and below the line), and a row of connections (green ticks
+    succeeded, red crosses failed); revocations as red dashed lines.
+    """
+    rows = list(dict.fromkeys(c.who for c in timeline.certificates))
+    connections = timeline.connections
+    revoked = timeline.of_kind("revoked")
+    fig = Figure(figsize=(10, 1.0 + 0.75 * (len(rows) + 1)), layout="constrained")
+    ax = fig.subplots()
+    shades = ("#2c7fb8", "#7fcdbb")
+    end = max([timeline.now() if not connections else connections[-1].t, 0.0]
+              + [c.issued_at for c in timeline.certificates])
+    for row, who in enumerate(rows, start=1):
+        for span in (c for c in timeline.certificates if c.who == who):
+            # Alternate generations above and below the row's line, so the overlap shows: the new
+            # certificate is issued while the old one is still valid.
+            y = row + (0.17 if span.generation % 2 else -0.17)
+            ax.barh(y, span.lifetime, left=span.not_before, height=0.3, color=shades[span.generation % 2],
+                    edgecolor="white", alpha=0.95, gid=f"rotation-cert-{who}-{span.generation}")
+            ax.plot([span.issued_at], [y], marker=">", color="#34495e", markersize=5)
+            ax.text(span.not_before + 0.04, y, f"  #{span.generation}", va="center", fontsize=7, color="white")
+    ok = [e.t for e in connections if e.ok]
+    bad = [e.t for e in connections if not e.ok]
+    if ok:
+        ax.plot(ok, [0] * len(ok), "|", color="#27ae60", markersize=12, gid="rotation-connections-ok")
+    if bad:
+        ax.plot(bad, [0] * len(bad), "x", color="#c0392b", markersize=6, gid="rotation-connections-failed")
+    for event in revoked:
+        ax.axvline(event.t, color="#c0392b", linestyle="--", linewidth=1.2)
+        ax.text(event.t, len(rows) + 0.55, f" {event.who} revoked", color="#c0392b", fontsize=8, va="bottom")
+    labels = [f"connections\n{len(ok)} ok, {len(bad)} failed"] + [f"{who}'s\ncertificates" for who in rows]
+    ax.set_yticks(range(len(rows) + 1), labels, fontsize=8)
+    ax.set_ylim(-0.6, len(rows) + 0.9)
+    ax.set_xlim(min([0.0] + [c.not_before for c in timeline.certificates]), max(end, 1.0) + 0.3)
+    ax.set_xlabel("seconds since the start")
+    ax.set_title(title or "Short-lived certificates, renewed while connections go on", fontsize=10)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
     return fig
