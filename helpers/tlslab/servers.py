@@ -134,6 +134,14 @@ class ServerConnection:
     def peer_identity(self) -> str | None:
         return self.record.client_identity
 
+    @property
+    def peer_certificate(self) -> x509.Certificate | None:
+        """The certificate the client presented (verified by the handshake), or ``None``."""
+        if not self.is_tls:
+            return None
+        der = self._sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+        return x509.load_der_x509_certificate(der) if der else None
+
     def recv(self, size: int = 65536) -> bytes:
         """Up to ``size`` bytes; ``b""`` when the client closed cleanly.
 
@@ -532,9 +540,32 @@ class TLSServer(_Server):
         self.alpn = list(alpn) if alpn else None
         self.keylog = Path(keylog) if keylog else None
         self.legacy = legacy
+        self._ciphers, self._send_intermediates = ciphers, send_intermediates
+        self._reload_lock = threading.Lock()
         self.context = self._make_context(ciphers, crl, send_intermediates)
 
+    # Changing certificate or revocation list while serving (rotation, revocation)
+    def reload_certificate(self, credential: Credential) -> None:
+        """Present ``credential`` from the next connection on; open connections keep the old one.
+
+        A fresh context is built and swapped in whole: changing the live one with
+        ``load_cert_chain`` would leave, for a moment, a new certificate next to the old key.
+        """
+        if credential.private_key is None:
+            raise PKIError("a server needs its private key, not only its certificate")
+        with self._reload_lock:
+            self.credential = credential
+            self.context = self._make_context(self._ciphers, self._crl, self._send_intermediates)
+
+    def reload_crl(self, crl: bytes | Sequence[bytes] | None) -> None:
+        """Check client certificates against ``crl`` (PEM) from the next connection on."""
+        if crl and self.client_cert == "none":
+            raise ValueError("a revocation list checks client certificates; this server asks for none")
+        with self._reload_lock:
+            self.context = self._make_context(self._ciphers, crl, self._send_intermediates)
+
     def _make_context(self, ciphers: str | None, crl: bytes | Sequence[bytes] | None, send_intermediates: bool) -> ssl.SSLContext:
+        self._crl = crl
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = self.min_version
         ctx.maximum_version = self.max_version

@@ -15,7 +15,7 @@ from typing import Callable
 
 import ipywidgets as w
 
-__all__ = ["eavesdrop_explorer", "gallery_explorer", "png"]
+__all__ = ["eavesdrop_explorer", "gallery_explorer", "mesh_explorer", "png", "rotation_explorer"]
 
 
 def png(fig) -> bytes:
@@ -84,3 +84,63 @@ def gallery_explorer(case: str = "control") -> w.VBox:
     choice.observe(lambda _: _guarded(verdict, run), names="value")
     _guarded(verdict, run)
     return w.VBox([choice, verdict, chain])
+
+
+def mesh_explorer(mesh=None, *, log_lines: int = 12) -> w.VBox:
+    """Toggle who may call whom, send traffic through the mesh, see the allowed/denied matrix
+    (heat map) and the call log. ``mesh``: a :class:`tlslab.mesh.Mesh` (a new one is started if
+    none is given; it keeps running, like any server a notebook starts)."""
+    from . import plots
+    from .mesh import Mesh
+
+    mesh = mesh or Mesh()
+    mesh.start()
+    boxes = []
+    for caller in mesh.callers:
+        row = [w.Checkbox(value=mesh.policy.allows(caller, callee), description=f"{caller} → {callee}", indent=False,
+                          layout=w.Layout(width="170px")) for callee in mesh.callees if callee != caller]
+        for box, callee in zip(row, [c for c in mesh.callees if c != caller]):
+            box.observe(lambda change, a=caller, b=callee: mesh.policy.set(a, b, change["new"]), names="value")
+        boxes.append(w.HBox(row))
+    send = w.Button(description="send traffic", button_style="primary", icon="paper-plane")
+    result = w.HTML()
+    heat = w.Image(format="png", layout=w.Layout(max_width="760px"))
+
+    def run() -> None:
+        matrix = mesh.matrix()
+        heat.value = png(plots.mesh_matrix(matrix))
+        recent = type(mesh.log)(mesh.log[-log_lines:])
+        result.value = f"<b>Policy</b>{mesh.policy._repr_html_()}<b>Call log (last {len(recent)})</b>{recent._repr_html_()}"
+
+    send.on_click(lambda _: _guarded(result, run))
+    _guarded(result, run)
+    return w.VBox([w.HTML("<b>Allowed edges</b> (tick to allow)"), *boxes, send, heat, result])
+
+
+def rotation_explorer(lifetime: int = 3, rotations: int = 3) -> w.VBox:
+    """Choose a certificate lifetime and a number of rotations, run a client against a server
+    while the rotator renews (or not), and see the timeline and the connections made and failed.
+
+    A run takes a few seconds (about ``rotations × 2/3 × lifetime``); nothing runs until you press
+    the button."""
+    from .rotation import run_rotation
+
+    life = w.IntSlider(value=lifetime, min=2, max=10, description="lifetime (s)", style={"description_width": "initial"})
+    count = w.IntSlider(value=rotations, min=1, max=4, description="rotations", style={"description_width": "initial"})
+    mode = w.ToggleButtons(options=["rotate both", "rotate server only", "never rotate"], value="rotate both")
+    go = w.Button(description="run", button_style="primary", icon="play")
+    result = w.HTML("<i>Press run: a client connects every 20 ms while the certificates come and go.</i>")
+    figure = w.Image(format="png", layout=w.Layout(max_width="900px"))
+
+    def run() -> None:
+        go.disabled = True
+        try:
+            outcome = run_rotation(life.value, count.value, rotate=mode.value != "never rotate",
+                                   rotate_client=mode.value == "rotate both")
+        finally:
+            go.disabled = False
+        result.value = outcome._repr_html_()
+        figure.value = png(outcome.plot())
+
+    go.on_click(lambda _: _guarded(result, run))
+    return w.VBox([life, count, mode, go, result, figure])
