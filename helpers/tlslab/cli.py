@@ -34,6 +34,7 @@ from .servers import ConnectionRecord, TLSServer
 __all__ = [
     "CLIENT_IDENTITY",
     "DEFAULT_PORT",
+    "LAB_SETTINGS_DIR",
     "WELCOME_NOTEBOOK",
     "ServeFiles",
     "build_parser",
@@ -47,6 +48,9 @@ DEFAULT_PORT = 8443
 #: Who the ``--mtls`` client certificate says its holder is (a SPIFFE ID, as in lesson 05).
 CLIENT_IDENTITY = "spiffe://course.test/learner"
 WELCOME_NOTEBOOK = Path("course") / "00_welcome.ipynb"
+#: The JupyterLab settings the course ships (``overrides.json``: no news pop-up, no update checks),
+#: relative to the course root. Binder's ``binder/postBuild`` installs the same file into the image.
+LAB_SETTINGS_DIR = Path("jupyter") / "lab" / "settings"
 
 
 def _fail(command: str, message: str) -> int:
@@ -254,6 +258,13 @@ def lab_command(root: Path, *, no_browser: bool = False) -> list[str]:
         # The printed URL (and Binder's) should land on the welcome notebook too, not on an empty lab.
         f"--LabApp.default_url=/lab/tree/{WELCOME_NOTEBOOK.as_posix()}",
     ]
+    # The course's JupyterLab settings: JupyterLab reads overrides.json from its application
+    # settings folder, so point it at the course's own. It stands in for the environment's
+    # {sys.prefix}/share/jupyter/lab/settings (empty in the .venv that `make lab` makes), and
+    # nothing is written into the environment.
+    settings = root / LAB_SETTINGS_DIR
+    if (settings / "overrides.json").is_file():
+        command.append(f"--LabApp.app_settings_dir={settings}")
     if no_browser:
         command.append("--no-browser")
     # Jupyter refuses to run as root (as in containers) unless told that it is on purpose.

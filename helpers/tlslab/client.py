@@ -81,6 +81,7 @@ class HandshakeReport:
     handshake_seconds: float | None = None
     reply: bytes | None = None
     diagnosis: Diagnosis | None = None
+    aborted: Diagnosis | None = None  # the handshake worked but the connection ended badly (truncated)
     server_view: ConnectionRecord | None = None  # what the server recorded, when it is ours
     session: ssl.SSLSession | None = field(default=None, repr=False)
     context: ssl.SSLContext | None = field(default=None, repr=False)  # resumption needs the same one
@@ -116,6 +117,8 @@ class HandshakeReport:
             rows.append(("session resumed", "yes" if self.session_reused else "no"))
             if self.reply is not None:
                 rows.append(("reply", _preview(self.reply)))
+            if self.aborted is not None:
+                rows.append(("then", f"{self.aborted.what} [{self.aborted.code}]"))
         elif self.diagnosis:
             d = self.diagnosis
             rows += [("who refused", f"the {d.who}"), ("what", d.what), ("why", d.why), ("how to fix", d.fix), ("OpenSSL says", d.code)]
@@ -202,6 +205,7 @@ def _await_verdict(tls: ssl.SSLSocket, deadline: float) -> bytes:
     Raises the alert as an ``ssl.SSLError``; returns on acceptance, on data (returned, so the
     caller keeps it), on the server closing, or at the deadline.
     """
+    previous = tls.gettimeout()
     tls.setblocking(False)
     try:
         while True:
@@ -219,7 +223,7 @@ def _await_verdict(tls: ssl.SSLSocket, deadline: float) -> bytes:
                 return b""
             select.select([tls], [], [], min(left, 0.05))
     finally:
-        tls.setblocking(True)
+        tls.settimeout(previous)  # back to connect()'s timeout, not blocking forever
 
 
 def connect(
@@ -281,25 +285,31 @@ def connect(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with sock:
         try:
+            # suppress_ragged_eofs=False: a stream cut without close_notify is a truncation, not an end.
             with context.wrap_socket(
-                sock, server_hostname=server_hostname, session=session, do_handshake_on_connect=False
+                sock, server_hostname=server_hostname, session=session, do_handshake_on_connect=False,
+                suppress_ragged_eofs=False,
             ) as tls:
                 started = time.perf_counter()
                 tls.do_handshake()
                 report.handshake_seconds = time.perf_counter() - started
-                early = b""
-                if tls.version() == "TLSv1.3":
-                    early = _await_verdict(tls, min(deadline, time.monotonic() + 2.0))
-                report.ok = True
+                # Read what was negotiated now: after a truncated stream the socket can't tell.
                 report.version = tls.version()
                 report.cipher = (tls.cipher() or (None,))[0]
                 report.alpn = tls.selected_alpn_protocol()
                 report.session_reused = tls.session_reused
                 der = tls.getpeercert(binary_form=True)
                 report.peer = PeerCertificate.from_der(der) if der else None
+                early = b""
+                if report.version == "TLSv1.3":
+                    early = _await_verdict(tls, min(deadline, time.monotonic() + 2.0))
+                report.ok = True
                 if send is not None:
                     tls.sendall(send)
-                    report.reply = early + _read_to_end(tls)
+                    reply, cut = _read_to_end(tls)
+                    report.reply = early + reply
+                    if cut is not None:
+                        report.aborted = diagnose(cut, side="client")
                 report.session = tls.session
                 _close_politely(tls)
         except (ssl.SSLError, OSError) as exc:
@@ -319,19 +329,24 @@ def _close_politely(tls: ssl.SSLSocket) -> None:
         pass  # the server may already be gone; the connection is over either way
 
 
-def _read_to_end(tls: ssl.SSLSocket, limit: int = 1 << 20) -> bytes:
+def _read_to_end(tls: ssl.SSLSocket, limit: int = 1 << 20) -> tuple[bytes, ssl.SSLEOFError | None]:
+    """Read until the server's close_notify; also returns the error if the stream was cut instead."""
     chunks: list[bytes] = []
     size = 0
+    cut = None
     while size < limit:
         try:
             chunk = tls.recv(65536)
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        except ssl.SSLZeroReturnError:
+            break
+        except ssl.SSLEOFError as exc:  # no close_notify: someone cut the stream (truncation)
+            cut = exc
             break
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), cut
 
 
 def send_plaintext(target: object, data: bytes | str, *, timeout: float = 5.0) -> bytes:

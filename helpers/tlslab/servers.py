@@ -601,7 +601,8 @@ class TLSServer(_Server):
         sock.settimeout(self.handshake_timeout)
         started = time.perf_counter()
         try:
-            tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            # suppress_ragged_eofs=False: a stream cut without close_notify is recorded as a truncation.
+            tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=False)
         except OSError as exc:
             record.failure = diagnose(exc, side="server")
             self._record(record)
@@ -638,6 +639,12 @@ class TLSServer(_Server):
         try:
             tls.settimeout(1.0)
             plain = tls.unwrap()  # sends close_notify: a clean end, not a truncation
+        except ssl.SSLEOFError:
+            plain = tls  # the client hung up without its own close_notify: common, and harmless here
+        except ssl.SSLError as exc:  # e.g. a replayed record arriving where close_notify should be
+            if record.aborted is None:
+                record.aborted = diagnose(exc, side="server")
+            plain = tls
         except (OSError, ValueError):
             plain = tls
         _graceful_close(plain)

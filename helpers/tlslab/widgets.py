@@ -15,7 +15,7 @@ from typing import Callable
 
 import ipywidgets as w
 
-__all__ = ["eavesdrop_explorer", "gallery_explorer", "mesh_explorer", "png", "rotation_explorer"]
+__all__ = ["eavesdrop_explorer", "gallery_explorer", "mesh_explorer", "png", "rotation_explorer", "tamper_explorer"]
 
 
 def png(fig) -> bytes:
@@ -144,3 +144,86 @@ def rotation_explorer(lifetime: int = 3, rotations: int = 3) -> w.VBox:
 
     go.on_click(lambda _: _guarded(result, run))
     return w.VBox([life, count, mode, go, result, figure])
+
+
+def tamper_explorer(message: str = "pay alice $10") -> w.VBox:
+    """Be the attacker: pick a direction, a record (or, over plaintext, an offset), a byte and a
+    bit; flip it in flight; see what the receiver got, or how the connection died and why."""
+    from .integrity import FlipBit, baseline, tamper_experiment
+    from .wire import CLIENT_TO_SERVER, SERVER_TO_CLIENT
+
+    text = w.Text(value=message, description="message", continuous_update=False, layout=w.Layout(width="60%"))
+    mode = w.ToggleButtons(options=["plaintext", "TLS 1.3", "TLS 1.2"], value="TLS 1.3", description="send over")
+    direction = w.ToggleButtons(
+        options=[("client → server", CLIENT_TO_SERVER), ("server → client", SERVER_TO_CLIENT)],
+        value=CLIENT_TO_SERVER, description="direction",
+    )
+    record = w.Dropdown(options=[("(no records yet)", -1)], value=-1, description="record", layout=w.Layout(width="90%"))
+    byte = w.BoundedIntText(value=0, min=0, max=0, description="byte")
+    bit = w.IntSlider(value=0, min=0, max=7, description="bit")
+    flip = w.Button(description="flip it in flight", button_style="danger", icon="bolt")
+    result = w.HTML()
+    records = w.HTML()
+    state: dict = {"baseline": None}
+
+    def show_records() -> None:
+        base = state["baseline"]
+        if base is not None:
+            target = record.value if base.tls else None
+            records.value = base.table_html(direction.value, record=target, byte=byte.value)
+
+    def on_record(_: object = None) -> None:
+        base = state["baseline"]
+        if base is None:
+            return
+        if base.tls and record.value >= 0:
+            rec = base.records[direction.value][record.value]
+            byte.max = rec.size - 1
+            byte.value = rec.payload_at if rec.payload_at is not None else min(byte.value, byte.max)
+        show_records()
+
+    def fill_records() -> None:
+        base = state["baseline"]
+        if base.tls:
+            recs = base.records[direction.value]
+            chosen = next((r for r in recs if r.is_data), recs[0])
+            record.disabled = False
+            byte.description = "byte"
+            record.options = [(r.label, r.index) for r in recs]
+            record.value = chosen.index
+        else:
+            record.options = [("plaintext has no records: the byte is an offset in the stream", -1)]
+            record.value = -1
+            record.disabled = True
+            byte.description = "offset"
+            byte.max = max(0, len(base.stream(direction.value)) - 1)
+            byte.value = min(byte.value, byte.max)
+        on_record()
+
+    def rebaseline() -> None:
+        tls = mode.value != "plaintext"
+        state["baseline"] = baseline(text.value, tls=tls, version=mode.value[-3:] if tls else "1.3")
+        result.value = "<i>Choose a byte and a bit, then flip it in flight.</i>"
+        fill_records()
+
+    def run() -> None:
+        if state["baseline"] is None:
+            rebaseline()
+        tls = mode.value != "plaintext"
+        if tls:
+            action = FlipBit(direction.value, record=record.value, byte=byte.value, bit=bit.value)
+        else:
+            action = FlipBit(direction.value, offset=byte.value, bit=bit.value)
+        outcome = tamper_experiment(text.value, action, tls=tls, version=mode.value[-3:] if tls else "1.3")
+        result.value = outcome._repr_html_()
+        show_records()
+
+    text.observe(lambda _: _guarded(result, rebaseline), names="value")
+    mode.observe(lambda _: _guarded(result, rebaseline), names="value")
+    direction.observe(lambda _: _guarded(result, fill_records), names="value")
+    record.observe(lambda _: _guarded(result, on_record), names="value")
+    byte.observe(lambda _: _guarded(result, show_records), names="value")
+    flip.on_click(lambda _: _guarded(result, run))
+    _guarded(result, rebaseline)
+    _guarded(result, run)
+    return w.VBox([text, mode, direction, record, byte, bit, flip, result, records])
