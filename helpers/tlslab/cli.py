@@ -295,7 +295,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 # --- the parser ----------------------------------------------------------------------------
 
 
-_OWN_COMMANDS = ("doctor", "serve", "lab")
+_OWN_COMMANDS = ("doctor", "serve", "lab", "scan")
 
 
 def _port(text: str) -> int:
@@ -360,6 +360,10 @@ def build_parser(*, with_grading: bool = True) -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="open JupyterLab on course/00_welcome.ipynb")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser (print the URL instead)")
     lab.set_defaults(func=cmd_lab)
+
+    from . import scan
+
+    scan.add_command(sub)
 
     if with_grading:
         _add_grading_commands(sub)

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from .bytestats import byte_histogram, describe_entropy, shannon_entropy
 from .history import PROTOCOLS, ProtocolVersion
 
-__all__ = ["avalanche", "byte_histograms", "chain", "costs", "mesh_matrix", "rotation_timeline", "timeline"]
+__all__ = ["avalanche", "byte_histograms", "chain", "costs", "ladder", "mesh_matrix", "rotation_timeline", "timeline"]
 
 _IN_USE_UNTIL = 2026  # where bars of versions still in use end on the axis
 
@@ -332,4 +332,32 @@ def rotation_timeline(timeline, *, title: str | None = None) -> Figure:  # timel
     ax.set_title(title or "Short-lived certificates, renewed while connections go on", fontsize=10)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    return fig
+
+
+def ladder(rows, *, title: str = "The handshake, message by message") -> Figure:
+    """A ladder diagram: client on the left, server on the right, one arrow per message.
+
+    ``rows``: ``(direction, label)`` pairs in order, direction ``"client"`` or ``"server"`` (what
+    ``DecryptedSession.rows()`` or ``Handshake.rows()`` give: extra fields are ignored).
+    Encrypted messages are drawn in blue, cleartext ones in grey.
+    """
+    rows = [(r[0], r[2] if len(r) == 4 else r[1]) for r in rows]  # decrypt rows: (dir, type, what, size)
+    fig = Figure(figsize=(8, 0.42 * len(rows) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(len(rows) + 0.5, -0.8)
+    ax.axis("off")
+    for x, name in ((1, "client"), (9, "server")):
+        ax.plot([x, x], [-0.3, len(rows) + 0.3], color="#555", lw=2)
+        ax.text(x, -0.6, name, ha="center", fontsize=11, weight="bold")
+    plain = ("ClientHello", "ServerHello", "HelloRetryRequest", "ChangeCipherSpec", "Certificate (TLS 1.2)",
+             "ServerKeyExchange", "ServerHelloDone", "ClientKeyExchange")
+    for i, (direction, label) in enumerate(rows, start=0):
+        y = i + 0.3
+        start, end = (1, 9) if direction == "client" else (9, 1)
+        colour = "#7f8c8d" if label.startswith(plain) else "#2c7fb8"
+        ax.annotate("", xy=(end, y), xytext=(start, y), arrowprops=dict(arrowstyle="->", color=colour, lw=1.5))
+        ax.text(5, y - 0.12, label if len(label) <= 60 else label[:59] + "…", ha="center", fontsize=8.5, color=colour)
+    ax.set_title(title, fontsize=10)
     return fig

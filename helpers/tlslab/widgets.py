@@ -15,7 +15,15 @@ from typing import Callable
 
 import ipywidgets as w
 
-__all__ = ["eavesdrop_explorer", "gallery_explorer", "mesh_explorer", "png", "rotation_explorer", "tamper_explorer"]
+__all__ = [
+    "config_builder",
+    "eavesdrop_explorer",
+    "gallery_explorer",
+    "mesh_explorer",
+    "png",
+    "rotation_explorer",
+    "tamper_explorer",
+]
 
 
 def png(fig) -> bytes:
@@ -227,3 +235,66 @@ def tamper_explorer(message: str = "pay alice $10") -> w.VBox:
     _guarded(result, rebaseline)
     _guarded(result, run)
     return w.VBox([text, mode, direction, record, byte, bit, flip, result, records])
+
+
+def config_builder(config=None, *, scan_now: bool = True) -> w.VBox:
+    """Choose TLS versions, TLS 1.2 suites, the client-certificate policy and the certificate
+    lifetime; see the ``SSLContext`` code they imply (at once) and, on "build and scan", the live
+    scan of a server configured that way. ``config``: a :class:`tlslab.hardening.ServerConfig`
+    to start from (default: the hardened one); ``scan_now``: scan it right away."""
+    from .hardening import HARDENED, LIFETIMES, SUITE_PRESETS, ServerConfig, client_credential, hardening_ca
+    from .scan import scan
+
+    start = config or HARDENED
+    versions = ["1.0", "1.1", "1.2", "1.3"]
+    wide = {"description_width": "initial"}
+    low = w.Dropdown(options=versions, value=start.min_version, description="minimum version", style=wide)
+    high = w.Dropdown(options=versions, value=start.max_version, description="maximum version", style=wide)
+    suites = w.Dropdown(
+        options=[(f"{p.name} — {p.description}", p.name) for p in SUITE_PRESETS.values()],
+        value=start.suites if start.suites in SUITE_PRESETS else "aead",
+        description="TLS 1.2 suites", style=wide, layout=w.Layout(width="90%"),
+    )
+    client = w.ToggleButtons(options=["none", "optional", "required"], value=start.client_cert,
+                             description="client certificates", style=wide)
+    lifetimes = dict(LIFETIMES)
+    if start.lifetime_days not in lifetimes.values():
+        lifetimes[f"{start.lifetime_days} days"] = start.lifetime_days
+    lifetime = w.Dropdown(options=list(lifetimes.items()), value=start.lifetime_days, description="certificate lifetime", style=wide)
+    profile = w.ToggleButtons(options=["intermediate", "modern"], value="intermediate", description="grade against", style=wide)
+    mtls = w.Checkbox(value=start.client_cert == "required", description="the profile demands client certificates (mTLS)", indent=False)
+    go = w.Button(description="build and scan", button_style="primary", icon="search")
+    code = w.HTML()
+    result = w.HTML()
+
+    def current() -> ServerConfig:
+        return ServerConfig(min_version=low.value, max_version=high.value, suites=suites.value,
+                            client_cert=client.value, lifetime_days=lifetime.value)
+
+    def show_code() -> None:
+        code.value = f"<pre style='line-height:1.3'>{html.escape(current().code())}</pre>"
+
+    def on_change(_: object = None) -> None:
+        result.value = "<i>Settings changed: press “build and scan” to scan a server configured this way.</i>"
+        _guarded(code, show_code)
+
+    def run() -> None:
+        chosen = current()
+        go.disabled = True
+        try:
+            with chosen.build(name="config-builder") as server:
+                outcome = scan(server, ca=hardening_ca(), cert=client_credential() if chosen.client_cert != "none" else None,
+                               profile=profile.value, require_client_cert=mtls.value)
+        finally:
+            go.disabled = False
+        result.value = outcome._repr_html_()
+
+    for control in (low, high, suites, client, lifetime, profile, mtls):
+        control.observe(on_change, names="value")
+    go.on_click(lambda _: _guarded(result, run))
+    _guarded(code, show_code)
+    if scan_now:
+        _guarded(result, run)
+    else:
+        result.value = "<i>Press “build and scan” to scan a server configured this way.</i>"
+    return w.VBox([low, high, suites, client, lifetime, profile, mtls, go, code, result])

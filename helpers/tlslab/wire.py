@@ -65,6 +65,7 @@ import ipaddress
 import itertools
 import math
 import selectors
+import queue
 import socket
 import struct
 import threading
@@ -1537,19 +1538,29 @@ class Tap:
             src, dst, src_side, dst_side = relay.server, relay.client, "server", "client"
         actions = [a for a in self.tamper if a.direction == direction]
         tamperer = _Tamperer(self, relay.info.index, direction, actions) if actions else None
+        # With added latency, read eagerly in another thread: each chunk must be held from the
+        # moment it *arrived*, not from when the previous one was passed on (or delays add up).
+        queued = self._eager_reader(src) if tamperer is not None and tamperer.every else None
         try:
             while True:
-                try:
-                    data = src.recv(_CHUNK_SIZE)
-                except OSError as exc:
-                    self._pass_on_reset(relay, src_side, exc)
-                    return
+                if queued is not None:
+                    data, arrived_at, error = queued.get()
+                    if error is not None:
+                        self._pass_on_reset(relay, src_side, error)
+                        return
+                else:
+                    try:
+                        data = src.recv(_CHUNK_SIZE)
+                    except OSError as exc:
+                        self._pass_on_reset(relay, src_side, exc)
+                        return
+                    arrived_at = time.monotonic()
                 if not data:
                     if tamperer is not None and not self._send(relay, direction, dst, dst_side, tamperer.finish()):
                         return
                     self._pass_on_end(relay, src_side, dst)
                     return
-                arrived = time.monotonic() if tamperer is not None else 0.0
+                arrived = arrived_at
                 with self._lock:
                     self._chunks.append(Chunk(direction, data, self._now(), relay.info.index))
                 data = self._forward(relay.info.index, direction, data)
@@ -1572,6 +1583,25 @@ class Tap:
                 relay.pumps -= 1
                 if relay.pumps == 0:
                     self._finish(relay)
+
+    @staticmethod
+    def _eager_reader(src: socket.socket) -> "queue.Queue[tuple[bytes, float, OSError | None]]":
+        """Read ``src`` as fast as data comes, queueing each chunk with its arrival time."""
+        chunks: queue.Queue[tuple[bytes, float, OSError | None]] = queue.Queue()
+
+        def read() -> None:
+            while True:
+                try:
+                    data = src.recv(_CHUNK_SIZE)
+                except OSError as exc:
+                    chunks.put((b"", time.monotonic(), exc))
+                    return
+                chunks.put((data, time.monotonic(), None))
+                if not data:
+                    return
+
+        threading.Thread(target=read, name="tlslab-tap-reader", daemon=True).start()
+        return chunks
 
     def _send(self, relay: _Relay, direction: str, dst: socket.socket, dst_side: str, pieces: Iterable[object]) -> bool:
         """Send what the tampering engine yields, in order; ``_CUT`` ends the stream (a FIN).
