@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence, Union
+from typing import Callable, Literal, Mapping, Sequence, Union
 
 from cryptography import x509
 
@@ -518,6 +518,7 @@ class TLSServer(_Server):
         handshake_timeout: float = 5.0,
         io_timeout: float = 10.0,
         legacy: bool = False,
+        sni_certificates: Mapping[str, Credential] | None = None,
     ) -> None:
         super().__init__(
             name=name, host=host, port=port, handler=handler, handshake_timeout=handshake_timeout, io_timeout=io_timeout
@@ -542,6 +543,8 @@ class TLSServer(_Server):
         self.legacy = legacy
         self._ciphers, self._send_intermediates = ciphers, send_intermediates
         self._reload_lock = threading.Lock()
+        # SNI: a client asking for one of these names gets that certificate instead (virtual hosting).
+        self.sni_certificates = dict(sni_certificates or {})
         self.context = self._make_context(ciphers, crl, send_intermediates)
 
     # Changing certificate or revocation list while serving (rotation, revocation)
@@ -564,7 +567,10 @@ class TLSServer(_Server):
         with self._reload_lock:
             self.context = self._make_context(self._ciphers, crl, self._send_intermediates)
 
-    def _make_context(self, ciphers: str | None, crl: bytes | Sequence[bytes] | None, send_intermediates: bool) -> ssl.SSLContext:
+    def _make_context(
+        self, ciphers: str | None, crl: bytes | Sequence[bytes] | None, send_intermediates: bool,
+        credential: Credential | None = None,
+    ) -> ssl.SSLContext:
         self._crl = crl
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = self.min_version
@@ -572,7 +578,8 @@ class TLSServer(_Server):
         if ciphers or self.legacy:
             # TLS 1.0/1.1 sign with SHA-1, which OpenSSL 3 refuses above security level 0.
             ctx.set_ciphers((ciphers or "DEFAULT") + (":@SECLEVEL=0" if self.legacy else ""))
-        presented = self.credential if send_intermediates else Credential(self.credential.certificate, self.credential.private_key)
+        own = credential or self.credential
+        presented = own if send_intermediates else Credential(own.certificate, own.private_key)
         presented.configure_cert(ctx)
         if self.client_cert != "none":
             ctx.verify_mode = ssl.CERT_REQUIRED if self.client_cert == "required" else ssl.CERT_OPTIONAL
@@ -588,12 +595,20 @@ class TLSServer(_Server):
             ctx.set_alpn_protocols(self.alpn)
         if self.keylog:
             ctx.keylog_filename = str(self.keylog)
-        ctx.sni_callback = self._remember_sni
+        if credential is None:
+            ctx.sni_callback = self._on_sni
+            self._sni_contexts = {
+                host: self._make_context(ciphers, crl, send_intermediates, alternative)
+                for host, alternative in getattr(self, "sni_certificates", {}).items()
+            }
+            self._crl = crl
         return ctx
 
-    @staticmethod
-    def _remember_sni(sslobj: ssl.SSLObject | ssl.SSLSocket, name: str | None, ctx: ssl.SSLContext) -> None:
+    def _on_sni(self, sslobj: ssl.SSLObject | ssl.SSLSocket, name: str | None, ctx: ssl.SSLContext) -> None:
         sslobj._tlslab_sni = name  # type: ignore[union-attr]
+        alternative = self._sni_contexts.get(name or "")
+        if alternative is not None:
+            sslobj.context = alternative  # this connection now presents that host's certificate
         return None
 
     def _handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:
