@@ -28,7 +28,8 @@ test: $(VENV)/.installed-test
 # regenerate the student labs from their solutions. Commit the results.
 notebooks: $(VENV)/.installed-test
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.kernel_name=python3 course/*.ipynb labs/solutions/*.ipynb
+		--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.record_timing=False \
+		course/*.ipynb labs/solutions/*.ipynb
 	$(VENV)/bin/tlslab build-labs
 
 labs: $(VENV)/.installed
