@@ -581,7 +581,7 @@ CHECKLIST: dict[str, ChecklistItem] = {
             'ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20"); TLS 1.3 suites are all AEAD already.'),
         ChecklistItem(
             "verification", "Verification never disabled",
-            "verify=False, CERT_NONE and check_hostname=False accept any certificate: a man in the middle reads everything (lesson 02).",
+            "verify=False and CERT_NONE accept any certificate, check_hostname=False any trusted one for any name: a man in the middle reads everything (lesson 02).",
             "keep ssl.create_default_context()'s settings; trust your own CA with cafile= instead of turning checks off."),
         ChecklistItem(
             "key_permissions", "Private key files: 0600, owned by you",

@@ -605,7 +605,7 @@ _SUITE_FINDINGS: dict[str, tuple[Severity, str, str, str]] = {
                     "remove 3DES; allow only AEAD ciphers (AES-GCM, ChaCha20-Poly1305)."),
     "static_rsa_suites": ("high", "it accepts static RSA key exchange (no forward secrecy): {suites}",
                           "The session key travels encrypted with the server's long-term key: whoever obtains that key later "
-                          "decrypts every recorded session (lesson 01 did exactly that). RSA decryption is also the target "
+                          "decrypts every recorded session (lesson 04 did exactly that). RSA decryption is also the target "
                           "of Bleichenbacher-style oracles (ROBOT).",
                           "allow only ECDHE key exchange (OpenSSL: 'ECDHE+AESGCM:ECDHE+CHACHA20'); TLS 1.3 has no static RSA at all."),
     "cbc_suites": ("medium", "it accepts CBC-mode suites: {suites}",
