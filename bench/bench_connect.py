@@ -9,6 +9,7 @@ never a timed test.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -33,9 +34,12 @@ def one_experiment(ca: CertificateAuthority) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="3 runs, 1 warm-up (a smoke test of this script)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 3
     ca = CertificateAuthority("Bench CA")
-    for _ in range(10):  # warm-up: imports, OpenSSL tables, thread start-up
+    for _ in range(1 if args.quick else 10):  # warm-up: imports, OpenSSL tables, thread start-up
         one_experiment(ca)
     samples: dict[str, list[float]] = {}
     for _ in range(args.runs):
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         met = ("yes" if median_ms <= 20 else "no") if target else ""
         label = f"median {part} ({args.runs} runs)"
         print(f"{label:<44} {median_ms:>7.2f} ms  {target:>8}  {met}")
+        if os.environ.get("TLSLAB_BENCH_ROWS"):  # machine-readable, for bench/run.py
+            print("ROW", label, f"{median_ms:.2f} ms", target, met, sep="\t")
     return 0
 
 

@@ -13,6 +13,7 @@ Run by hand or by `make bench`; never a timed test.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import ssl
@@ -77,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=10.0, help="megabytes the server sends")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each decryptor (the median is shown)")
+    parser.add_argument("--quick", action="store_true", help="0.2 MB, one run (a smoke test of this script)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.mb, args.runs = 0.2, 1
     payload = bytes(range(256)) * int(args.mb * 1_000_000 / 256)
 
     def source(conn) -> None:
@@ -143,6 +147,8 @@ def run(folder: Path, payload: bytes, source, runs: int) -> int:
     print(f"{'figure':<44} {'value':>14}  {'target':>9}  met")
     for label, value, target, ok in rows:
         print(f"{label:<44} {value:>14}  {target:>9}  {met if ok is None else ok}")
+        if os.environ.get("TLSLAB_BENCH_ROWS"):  # machine-readable, for bench/run.py
+            print("ROW", label, value.strip(), target, met if ok is None else ok, sep="\t")
     return 0
 
 

@@ -12,6 +12,7 @@ Run by hand or by `make bench`; never a timed test. (10-second certificates, 3 r
 from __future__ import annotations
 
 import argparse
+import os
 
 from tlslab.rotation import run_rotation
 
@@ -21,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=int, default=10)
     parser.add_argument("--rotations", type=int, default=3)
     parser.add_argument("--interval", type=float, default=0.02)
+    parser.add_argument("--quick", action="store_true", help="3-second certificates, 1 rotation (a smoke test of this script)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.lifetime, args.rotations = 3, 1
     result = run_rotation(args.lifetime, args.rotations, interval=args.interval)
     rows = [
         ("certificate lifetime (s)", f"{result.lifetime}", "", ""),
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'figure':<44} {'value':>10}  {'target':>8}  met")
     for label, value, target, met in rows:
         print(f"{label:<44} {value:>10}  {target:>8}  {met}")
+        if os.environ.get("TLSLAB_BENCH_ROWS"):  # machine-readable, for bench/run.py
+            print("ROW", label, value, target, met, sep="\t")
     for (key, who), count in result.failure_kinds().items():
         print(f"  failed: {key} ({who} refused) × {count}")
     return 0 if result.failed == 0 else 1

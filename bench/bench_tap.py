@@ -10,6 +10,7 @@ through slows both equally. Prints one table row per figure: figure, value, targ
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import time
@@ -74,13 +75,18 @@ def row(label: str, value: float, unit: str, limit: float | None = None) -> None
     target = f"≤ {limit:g} {unit}" if limit is not None else ""
     met = ("yes" if value <= limit else "no") if limit is not None else ""
     print(f"{label:<48} {value:>8.1f} {unit:<2}  {target:>9}  {met}")
+    if os.environ.get("TLSLAB_BENCH_ROWS"):  # machine-readable, for bench/run.py
+        print("ROW", label, f"{value:.1f} {unit}", target, met, sep="\t")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--connects", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="50 round trips, 5 connects (a smoke test of this script)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.round_trips, args.connects = 50, 5
     plain, through = measure_round_trips(args.round_trips)
     direct_rtt, tap_rtt = statistics.median(plain) * 1e6, statistics.median(through) * 1e6
     plain_c, through_c = measure_connects(args.connects)
