@@ -640,9 +640,11 @@ def _label(
     inner: dict[tuple[str, int], tuple[str, int, bytes | None, int | None]] = {}
     decrypted = False
     try:
-        from .decrypt import decrypt_session
+        from .decrypt import decrypt_capture
 
-        session = decrypt_session(capture.client_bytes, capture.server_bytes, keylog=keys)
+        # The capture's timed chunks give the real order of the two directions (bare byte
+        # streams would leave the decryptor to infer it from TLS's turn-taking).
+        session = decrypt_capture(capture, keylog=keys)
         for r in session.records:
             direction = CLIENT_TO_SERVER if r.direction == "client" else SERVER_TO_CLIENT
             plaintext = r.plaintext if r.content_type == 23 and r.encrypted else None

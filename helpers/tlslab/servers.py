@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import html
 import itertools
+import queue
 import selectors
 import socket
 import ssl
@@ -262,8 +263,50 @@ def _graceful_close(sock: socket.socket, drain_seconds: float = 1.0) -> None:
         socket.socket.close(sock)
 
 
+class _WorkerPool:
+    """Threads that serve one connection after another.
+
+    Starting a thread costs about as much CPU as a whole TLS 1.3 handshake, so a finished worker
+    waits for the next connection instead of exiting; a new thread starts only when every worker
+    is busy (so 200 clients at once still get 200 threads, and a stalled client blocks no one).
+    They are daemon threads, so a stuck one can never hold up the interpreter's exit.
+    """
+
+    def __init__(self, name: str, serve: Callable[[socket.socket, tuple], None]) -> None:
+        self._name, self._serve = name, serve
+        self._jobs: queue.SimpleQueue[tuple[socket.socket, tuple] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, sock: socket.socket, addr: tuple) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # an idle worker will take it
+            else:
+                worker = threading.Thread(target=self._work, name=f"tlslab-{self._name}-worker", daemon=True)
+                self._threads.append(worker)
+                worker.start()
+        self._jobs.put((sock, addr))
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._serve(*job)
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, deadline: float) -> None:
+        """Send every worker home; wait for them until ``deadline`` (time.monotonic())."""
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
+        for worker in threads:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
 class _Server:
-    """What the TLS server and its plaintext twin share: bind, accept, one thread per client."""
+    """What the TLS server and its plaintext twin share: bind, accept, a worker per client."""
 
     kind = "server"
 
@@ -297,7 +340,7 @@ class _Server:
         self._changed = threading.Condition(self._lock)
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
-        self._workers: set[threading.Thread] = set()
+        self._pool: _WorkerPool | None = None
         self._open: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._wake_r: socket.socket | None = None
@@ -338,6 +381,7 @@ class _Server:
         self._listener = listener
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping.clear()
+        self._pool = _WorkerPool(self.name, self._serve)
         self._accept_thread = threading.Thread(target=self._accept_loop, name=f"tlslab-{self.name}", daemon=True)
         self._accept_thread.start()
         with _registry_lock:
@@ -357,15 +401,14 @@ class _Server:
         self._accept_thread.join(timeout=1.0)
         with self._lock:
             open_socks = list(self._open)
-            workers = list(self._workers)
         for sock in open_socks:
             try:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)  # unblocks the worker's recv
             except OSError:
                 pass
-        deadline = time.monotonic() + 1.0
-        for worker in workers:
-            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._pool is not None:
+            self._pool.shutdown(deadline=time.monotonic() + 1.0)
+            self._pool = None
         for sock in (self._listener, self._wake_r, self._wake_w):
             if sock is not None:
                 sock.close()
@@ -424,11 +467,10 @@ class _Server:
                     sock.setblocking(True)
                     # Handshake messages are small writes: Nagle's algorithm would hold them back.
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    worker = threading.Thread(target=self._serve, args=(sock, addr), daemon=True)
                     with self._lock:
-                        self._workers.add(worker)
                         self._open.add(sock)
-                    worker.start()
+                    assert self._pool is not None
+                    self._pool.submit(sock, addr)
 
     def _serve(self, sock: socket.socket, addr: tuple) -> None:
         try:
@@ -441,7 +483,6 @@ class _Server:
         finally:
             with self._lock:
                 self._open.discard(sock)
-                self._workers.discard(threading.current_thread())
 
     def _handle(self, sock: socket.socket, peer: tuple[str, int]) -> None:  # pragma: no cover
         raise NotImplementedError
