@@ -9,10 +9,12 @@ from .client import HandshakeReport, PeerCertificate, client_context, connect, s
 from .explain import Diagnosis, diagnose, diagnose_text
 from .pki import CertificateAuthority, Credential, PKIError, make_csr, self_signed_cert
 from .servers import ConnectionRecord, TCPServer, TLSServer, running_servers, stop_all
+from .wire import Capture, Tap
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Capture",
     "CertificateAuthority",
     "ConnectionRecord",
     "Credential",
@@ -21,6 +23,7 @@ __all__ = [
     "PKIError",
     "PeerCertificate",
     "TCPServer",
+    "Tap",
     "TLSServer",
     "client_context",
     "connect",
