@@ -1,6 +1,6 @@
 """P3: `tlslab serve` handshakes per second beside `openssl s_server`, the same client driving both.
 
-    python bench/bench_serve.py [--seconds 4] [--rounds 5] [--quick] [--explain]
+    python bench/bench_serve.py [--seconds 4] [--rounds 5] [--quick]
 
 `tlslab serve --port 0 --out DIR` writes ca.pem, server.pem and server.key; `openssl s_server
 -www` then serves with the very same certificate and key. One client, `openssl s_time -new -www /
@@ -14,12 +14,6 @@ Figures: the median rate of each server, the ratio tlslab/openssl (median of the
 target ≥ 0.9), and each server's CPU time per handshake (read from /proc: less sensitive to a busy
 machine than the rates). `--quick` is a smoke test of this script (1-second runs, one round).
 
-`--explain` runs an experiment instead: in this process, a TLSServer(handler="http") as
-`tlslab serve` makes it (a new thread per connection), the same server with its connections handed
-to a ThreadPoolExecutor (idle threads reused: the change suggested for servers.py), and
-`openssl s_server`, measured the same way. It reaches into TLSServer's private accept loop, so it
-may need updating when servers.py changes.
-
 Prints one table row per figure: figure, value, target, met or blank. Run by hand or by
 `make bench`; never a timed test.
 """
@@ -28,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import selectors
 import re
 import shutil
 import socket
@@ -112,92 +105,6 @@ def s_time(port: int, ca: Path, seconds: int) -> tuple[int, float, float]:
     return int(found[1]), wall, float(found[2])
 
 
-def pooled_server_class():
-    """TLSServer whose accept loop hands each connection to a ThreadPoolExecutor (--explain only)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tlslab import TLSServer
-
-    class PooledTLSServer(TLSServer):
-        def _accept_loop(self) -> None:
-            pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"tlslab-{self.name}")
-            try:
-                with selectors.DefaultSelector() as selector:
-                    selector.register(self._listener, selectors.EVENT_READ)
-                    selector.register(self._wake_r, selectors.EVENT_READ)
-                    while not self._stopping.is_set():
-                        for key, _ in selector.select():
-                            if key.fileobj is self._wake_r or self._stopping.is_set():
-                                return
-                            try:
-                                sock, addr = self._listener.accept()
-                            except (BlockingIOError, InterruptedError):
-                                continue
-                            except OSError:
-                                return
-                            sock.setblocking(True)
-                            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                            with self._lock:
-                                self._open.add(sock)
-                            pool.submit(self._serve, sock, addr)
-            finally:
-                pool.shutdown(wait=False)
-
-    return PooledTLSServer
-
-
-def explain(seconds: int, rounds: int) -> int:
-    """Thread per connection vs a thread pool, in this process, beside openssl s_server."""
-    import resource
-
-    from tlslab import CertificateAuthority, TLSServer
-    from tlslab.cli import write_serve_files
-
-    def own_cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
-    ca = CertificateAuthority("Bench CA")
-    credential = ca.issue_server_cert("localhost", "127.0.0.1")
-    with tempfile.TemporaryDirectory(prefix="tlslab-bench-serve-") as name:
-        files = write_serve_files(Path(name), ca, credential)
-        per_thread = TLSServer(credential, handler="http", name="bench-serve-thread").start()
-        pooled = pooled_server_class()(credential, handler="http", name="bench-serve-pool").start()
-        openssl, openssl_port = start_openssl(Path(name))
-        servers = {
-            "TLSServer, a thread per connection (now)": (per_thread.port, own_cpu),
-            "TLSServer, a ThreadPoolExecutor (suggested)": (pooled.port, own_cpu),
-            "openssl s_server": (openssl_port, lambda: cpu_seconds(openssl.pid)),
-        }
-        try:
-            for port, _ in servers.values():
-                s_time(port, files.ca, 1)
-            rates: dict[str, list[float]] = {name: [] for name in servers}
-            cpu: dict[str, list[float]] = {name: [] for name in servers}
-            order = list(servers)
-            for round_number in range(rounds):
-                for server_name in order if round_number % 2 == 0 else order[::-1]:
-                    port, clock = servers[server_name]
-                    before = clock()
-                    count, wall, _ = s_time(port, files.ca, seconds)
-                    cpu[server_name].append((clock() - before) / max(count, 1))
-                    rates[server_name].append(count / wall)
-        finally:
-            per_thread.stop()
-            pooled.stop()
-            openssl.terminate()
-            openssl.wait()
-    base = rates["openssl s_server"]
-    rows = []
-    for server_name in servers:
-        ratio = statistics.median(a / b for a, b in zip(rates[server_name], base))
-        rows.append((f"{server_name}, handshakes/s", f"{statistics.median(rates[server_name]):8.0f} /s", "", ""))
-        rows.append(("  ratio to openssl s_server (median of rounds)", f"{ratio:8.2f}  ", "", ""))
-        rows.append(("  server CPU per handshake", f"{statistics.median(cpu[server_name]) * 1e3:8.2f} ms", "", ""))
-    print_rows(rows)
-    return 0
-
-
 def print_rows(rows: list[tuple[str, str, str, str]], width: int = 58) -> None:
     """The readable table; with TLSLAB_BENCH_ROWS set, also the ROW lines bench/run.py collects."""
     print(f"{'figure':<{width}} {'value':>12}  {'target':>8}  met")
@@ -213,15 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=4, help="length of each s_time run")
     parser.add_argument("--rounds", type=int, default=5, help="runs against each server (alternating)")
     parser.add_argument("--quick", action="store_true", help="one 1-second run each (a smoke test of this script)")
-    parser.add_argument("--explain", action="store_true", help="the thread-per-connection experiment (see above)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds = 1, 1
     if shutil.which("openssl") is None:
         print_rows([("tlslab serve / openssl s_server", "no openssl", f"≥ {TARGET_RATIO:g}", "")])
         return 0
-    if args.explain:
-        return explain(args.seconds, args.rounds)
 
     with tempfile.TemporaryDirectory(prefix="tlslab-bench-serve-") as name:
         folder = Path(name)

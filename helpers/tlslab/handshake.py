@@ -16,7 +16,6 @@ comes back, with a tap that delays every packet.
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
