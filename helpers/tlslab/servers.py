@@ -263,6 +263,50 @@ def _graceful_close(sock: socket.socket, drain_seconds: float = 1.0) -> None:
         socket.socket.close(sock)
 
 
+def open_listener(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket on ``host:port`` (servers and taps both use it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(256)
+    except OSError:
+        listener.close()
+        raise
+    listener.setblocking(False)
+    return listener
+
+
+def accept_clients(
+    listener: socket.socket,
+    wake: socket.socket,
+    stopping: threading.Event,
+    on_client: Callable[[socket.socket, tuple], None],
+) -> None:
+    """Accept clients until ``stopping`` is set and a byte arrives on ``wake``.
+
+    Each client socket is made blocking, with Nagle's algorithm off (handshake messages are small
+    writes it would hold back), and handed to ``on_client``.
+    """
+    with selectors.DefaultSelector() as selector:
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
+        while not stopping.is_set():
+            for key, _ in selector.select():
+                if key.fileobj is wake or stopping.is_set():
+                    return
+                try:
+                    sock, addr = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    return
+                sock.setblocking(True)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                on_client(sock, addr)
+
+
 class _WorkerPool:
     """Threads that serve one connection after another.
 
@@ -368,17 +412,7 @@ class _Server:
             previous = _registry.get(self.name)
         if previous is not None and previous is not self:
             previous.stop()  # a re-run cell replaces its old server
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self.requested_port))
-            listener.listen(256)
-        except OSError:
-            listener.close()
-            raise
-        listener.setblocking(False)
-        self._listener = listener
+        self._listener = open_listener(self.host, self.requested_port)
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping.clear()
         self._pool = _WorkerPool(self.name, self._serve)
@@ -451,26 +485,13 @@ class _Server:
     # The loops
     def _accept_loop(self) -> None:
         assert self._listener is not None and self._wake_r is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is self._wake_r or self._stopping.is_set():
-                        return
-                    try:
-                        sock, addr = self._listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        return
-                    sock.setblocking(True)
-                    # Handshake messages are small writes: Nagle's algorithm would hold them back.
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    with self._lock:
-                        self._open.add(sock)
-                    assert self._pool is not None
-                    self._pool.submit(sock, addr)
+        accept_clients(self._listener, self._wake_r, self._stopping, self._accepted)
+
+    def _accepted(self, sock: socket.socket, addr: tuple) -> None:
+        with self._lock:
+            self._open.add(sock)
+        assert self._pool is not None
+        self._pool.submit(sock, addr)
 
     def _serve(self, sock: socket.socket, addr: tuple) -> None:
         try:

@@ -64,7 +64,6 @@ import html
 import ipaddress
 import itertools
 import math
-import selectors
 import queue
 import socket
 import struct
@@ -74,7 +73,7 @@ from dataclasses import KW_ONLY, dataclass, field, fields, replace
 from typing import Iterable, Iterator, NamedTuple, Sequence, Union
 
 from . import servers as _servers
-from .servers import LOOPBACK_HOSTS
+from .servers import LOOPBACK_HOSTS, accept_clients, open_listener
 
 __all__ = [
     "CLIENT_TO_SERVER",
@@ -1344,17 +1343,7 @@ class Tap:
             previous = _taps.get(self.name)
         if previous is not None and previous is not self:
             previous.stop()  # a re-run cell replaces its old tap
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self.requested_port))
-            listener.listen(256)
-        except OSError:
-            listener.close()
-            raise
-        listener.setblocking(False)
-        self._listener = listener
+        self._listener = open_listener(self.host, self.requested_port)
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping.clear()
         if self._t0 is None:
@@ -1472,29 +1461,16 @@ class Tap:
 
     def _accept_loop(self) -> None:
         assert self._listener is not None and self._wake_r is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is self._wake_r or self._stopping.is_set():
-                        return
-                    try:
-                        sock, addr = self._listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        return
-                    sock.setblocking(True)
-                    # A relay must not hold back small writes (Nagle): it would add its own delays.
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    with self._lock:
-                        info = TapConnection(index=len(self._relays), client=(addr[0], addr[1]), opened=self._now())
-                        relay = _Relay(info, sock)
-                        self._relays.append(relay)
-                        self._live += 1
-                        relay.pumps = 1
-                        self._spawn(self._relay, relay, name=f"tlslab-{self.name}-{info.index}{_arrow(CLIENT_TO_SERVER)}")
+        accept_clients(self._listener, self._wake_r, self._stopping, self._accepted)
+
+    def _accepted(self, sock: socket.socket, addr: tuple) -> None:
+        with self._lock:
+            info = TapConnection(index=len(self._relays), client=(addr[0], addr[1]), opened=self._now())
+            relay = _Relay(info, sock)
+            self._relays.append(relay)
+            self._live += 1
+            relay.pumps = 1
+            self._spawn(self._relay, relay, name=f"tlslab-{self.name}-{info.index}{_arrow(CLIENT_TO_SERVER)}")
 
     def _relay(self, relay: _Relay) -> None:
         """Connect to the target, then pump client→server here and server→client in a second thread."""
